@@ -1,0 +1,58 @@
+# voix-ingest: `make run` starts everything, `make test` tests everything. `make help` lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BROKER := broker/kafka.sh
+# Set KAFKA_BOOTSTRAP to use an existing broker; otherwise the local one is started.
+KAFKA_BOOTSTRAP ?=
+export KAFKA_BOOTSTRAP
+
+.PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
+        broker-status topics clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the app with its dev tools
+
+broker-up: ## start the local Kafka broker (KRaft, 127.0.0.1:9092) unless KAFKA_BOOTSTRAP is set
+	@if [ -n "$(KAFKA_BOOTSTRAP)" ]; then echo "using Kafka at $(KAFKA_BOOTSTRAP)"; \
+	 else bash $(BROKER) up; fi
+
+broker-down: ## stop the local Kafka broker
+	bash $(BROKER) down
+
+broker-status: ## is the local broker running?
+	bash $(BROKER) status
+
+topics: install broker-up ## create the topics (idempotent)
+	$(PY) -m app topics create
+
+run: install broker-up ## install, start the broker, the worker and the edge; print URL and a dev key
+	$(PY) -m app run
+
+test: install broker-up ## every test: unit, Faust and integration against the real broker
+	$(PY) -m pytest
+
+test-unit: install ## only the fast tests that need no broker
+	$(PY) -m pytest -m "not broker"
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check app tests
+
+typecheck: install ## mypy
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## lint, typecheck and test
+
+clean: ## remove local state (keys, worker state); the broker's data stays unless broker-down + rm
+	rm -rf var/worker .pytest_cache .mypy_cache .ruff_cache

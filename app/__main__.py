@@ -1,0 +1,113 @@
+"""`python -m app`: one command line for the edge, the worker, API keys and topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import __version__
+from app.ops.logging import configure_logging
+from app.settings import ENVIRONMENT, Settings, SettingsError
+
+ENV_HELP = "environment:\n" + "\n".join(f"  {k:34} {v}" for k, v in ENVIRONMENT.items())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="voix-ingest: POST /submit -> Kafka -> one transcription job per call.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"voix-ingest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    edge = sub.add_parser("edge", help="run the HTTP edge (POST /submit, /healthz, /readyz)",
+                          description="Run the HTTP edge.")
+    edge.add_argument("--host", help="listen address (default VOIX_EDGE_HOST or 127.0.0.1)")
+    edge.add_argument("--port", type=int, help="listen port (default VOIX_EDGE_PORT or 8080)")
+
+    worker = sub.add_parser("worker", help="run the Faust worker that merges beats into jobs",
+                            description="Run the Faust worker (one process; run several to "
+                                        "share partitions).")
+    worker.add_argument("--web-port", type=int,
+                        help="worker web port (default VOIX_WORKER_WEB_PORT or 6066)")
+    worker.add_argument("--data-dir", help="state directory (default VOIX_WORKER_DATA_DIR)")
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys",
+                          description="Manage API keys. Changes apply to running edges "
+                                      "within a second; no restart.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--workspace", required=True, help="workspace UUID")
+    scope = create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--team", help="team UUID: a team-scoped key")
+    scope.add_argument("--workspace-wide", action="store_true",
+                       help="a workspace-wide key (requests must name teamId)")
+    create.add_argument("--label", default="", help="a note for humans")
+    keys_sub.add_parser("list", help="list keys (never the secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    add_team = keys_sub.add_parser("add-team", help="add a team to a workspace")
+    add_team.add_argument("--workspace", required=True)
+    add_team.add_argument("--team", required=True)
+
+    run = sub.add_parser("run", help="run the local stack: topics, dev key, worker(s) and edge",
+                         description="Create topics and a dev API key, start the workers and "
+                                     "the edge, print the URL and key; Ctrl-C stops all.")
+    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    topics = sub.add_parser("topics", help="create or list the Kafka topics",
+                            description="Create the topics (idempotent) or list them.")
+    topics.add_argument("action", choices=["create", "list"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+
+    if args.command == "edge":
+        from app.edge.app import run_edge
+
+        overrides = {k: v for k, v in (("edge_host", args.host), ("edge_port", args.port))
+                     if v is not None}
+        run_edge(settings.with_overrides(**overrides))
+        return 0
+    if args.command == "worker":
+        from app.worker.run import run_worker
+
+        overrides = {k: v for k, v in (("worker_web_port", args.web_port),
+                                       ("worker_data_dir", args.data_dir and Path(args.data_dir)))
+                     if v is not None}
+        return run_worker(settings.with_overrides(**overrides))
+    if args.command == "keys":
+        from app.ops.keys_cli import run_keys_command
+
+        return run_keys_command(settings, args)
+    if args.command == "run":
+        from app.ops.devstack import run_stack
+
+        return run_stack(settings, workers=args.workers)
+    if args.command == "topics":
+        from app.ops.topics import ensure_topics, list_topics
+
+        if args.action == "create":
+            created = asyncio.run(ensure_topics(settings))
+            print("created: " + (", ".join(created) if created else "nothing (all exist)"))
+        else:
+            print("\n".join(asyncio.run(list_topics(settings))))
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The shared language of the edge, the worker and downstream consumers."""

@@ -1,0 +1,52 @@
+"""The edge's app factory and runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from app.contracts.submission import default_validator
+from app.edge import handlers
+from app.edge.errors import MAX_BODY_KEY, error_middleware
+from app.edge.publisher import KafkaPublisher, Publisher
+from app.ops.keys import KeyStore, ReloadingKeyRing
+from app.settings import Settings
+
+log = logging.getLogger("voix.edge")
+
+
+def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
+    """Build the edge. `publisher` defaults to the Kafka publisher; unit tests pass their own."""
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_body_bytes)
+    app[handlers.SETTINGS] = settings
+    app[MAX_BODY_KEY] = settings.max_body_bytes
+    app[handlers.KEYRING] = ReloadingKeyRing(KeyStore(settings.keys_file))
+    app[handlers.VALIDATOR] = default_validator()
+
+    if publisher is None:
+        kafka = KafkaPublisher(settings)
+        app[handlers.PUBLISHER] = kafka
+
+        async def kafka_producer(_app: web.Application) -> AsyncIterator[None]:
+            await kafka.start()
+            yield
+            await kafka.stop()
+
+        app.cleanup_ctx.append(kafka_producer)
+    else:
+        app[handlers.PUBLISHER] = publisher
+
+    app.router.add_post("/submit", handlers.submit)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app
+
+
+def run_edge(settings: Settings) -> None:
+    log.info("edge listening on http://%s:%d (kafka %s, topic %s)", settings.edge_host,
+             settings.edge_port, settings.kafka_bootstrap, settings.topics.submissions)
+    web.run_app(create_app(settings), host=settings.edge_host, port=settings.edge_port,
+                access_log=None, print=None, shutdown_timeout=10)

@@ -1,0 +1,1 @@
+"""Operations: API keys, topic administration, logging."""

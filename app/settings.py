@@ -1,0 +1,142 @@
+"""One frozen settings object, read from the environment once and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from app.contracts.topics import TopicNames
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value we cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be > 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the edge, the worker and the CLI need to know about their environment.
+
+    Each field maps to one environment variable (see `ENVIRONMENT` below and the README).
+    """
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topics: TopicNames = field(default_factory=TopicNames)
+    partitions: int = 6
+    replication_factor: int = 1
+
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8080
+    keys_file: Path = PROJECT_ROOT / "var" / "keys.json"
+    max_body_bytes: int = 16 * 1024
+    # How long /submit waits for the broker's acknowledgement before answering 503.
+    produce_timeout_s: float = 5.0
+    retry_after_s: int = 2
+    producer_linger_ms: int = 2
+
+    worker_id: str = "voix-worker"
+    worker_store: str = "rocksdb://"
+    worker_data_dir: Path = PROJECT_ROOT / "var" / "worker"
+    worker_web_port: int = 6066
+    processing_guarantee: str = "at_least_once"
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        prefix = env.get("VOIX_TOPIC_PREFIX", "")
+        topics = TopicNames(
+            submissions=prefix + env.get("VOIX_TOPIC_SUBMISSIONS", d.topics.submissions),
+            records=prefix + env.get("VOIX_TOPIC_RECORDS", d.topics.records),
+            jobs=prefix + env.get("VOIX_TOPIC_JOBS", d.topics.jobs),
+            deadletter=prefix + env.get("VOIX_TOPIC_DEADLETTER", d.topics.deadletter),
+        )
+        guarantee = env.get("VOIX_PROCESSING_GUARANTEE", d.processing_guarantee)
+        if guarantee not in ("at_least_once", "exactly_once"):
+            raise SettingsError(
+                "VOIX_PROCESSING_GUARANTEE must be at_least_once or exactly_once, "
+                f"got {guarantee!r}"
+            )
+        return cls(
+            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
+            topics=topics,
+            partitions=_int(env, "VOIX_PARTITIONS", d.partitions, minimum=1),
+            replication_factor=_int(env, "VOIX_REPLICATION_FACTOR", d.replication_factor, 1),
+            edge_host=env.get("VOIX_EDGE_HOST", d.edge_host),
+            edge_port=_int(env, "VOIX_EDGE_PORT", d.edge_port),
+            keys_file=Path(env.get("VOIX_KEYS_FILE", str(d.keys_file))),
+            max_body_bytes=_int(env, "VOIX_MAX_BODY_BYTES", d.max_body_bytes, minimum=256),
+            produce_timeout_s=_float(env, "VOIX_PRODUCE_TIMEOUT_S", d.produce_timeout_s),
+            retry_after_s=_int(env, "VOIX_RETRY_AFTER_S", d.retry_after_s, minimum=1),
+            producer_linger_ms=_int(env, "VOIX_PRODUCER_LINGER_MS", d.producer_linger_ms),
+            worker_id=env.get("VOIX_WORKER_ID", d.worker_id),
+            worker_store=env.get("VOIX_WORKER_STORE", d.worker_store),
+            worker_data_dir=Path(env.get("VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
+            worker_web_port=_int(env, "VOIX_WORKER_WEB_PORT", d.worker_web_port),
+            processing_guarantee=guarantee,
+            log_level=env.get("VOIX_LOG_LEVEL", d.log_level).upper(),
+        )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by CLI flags and tests)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise SettingsError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **changes)
+
+
+# Environment variables, for --help texts and the README.
+ENVIRONMENT: dict[str, str] = {
+    "KAFKA_BOOTSTRAP": "Kafka bootstrap servers (default 127.0.0.1:9092)",
+    "VOIX_TOPIC_PREFIX": "prefix added to every topic name (default empty)",
+    "VOIX_TOPIC_SUBMISSIONS": "submissions topic (default calls.submissions)",
+    "VOIX_TOPIC_RECORDS": "compacted merged-call topic (default calls.records)",
+    "VOIX_TOPIC_JOBS": "transcription jobs topic (default transcription.jobs)",
+    "VOIX_TOPIC_DEADLETTER": "dead-letter topic (default calls.deadletter)",
+    "VOIX_PARTITIONS": "partitions per topic (default 6)",
+    "VOIX_REPLICATION_FACTOR": "replication factor for created topics (default 1)",
+    "VOIX_EDGE_HOST / VOIX_EDGE_PORT": "edge listen address (default 127.0.0.1:8080)",
+    "VOIX_KEYS_FILE": "API key store (default var/keys.json)",
+    "VOIX_MAX_BODY_BYTES": "largest accepted /submit body (default 16384)",
+    "VOIX_PRODUCE_TIMEOUT_S": "wait for the broker's ack before 503 (default 5)",
+    "VOIX_RETRY_AFTER_S": "Retry-After on 503 (default 2)",
+    "VOIX_WORKER_ID": "Faust app id = consumer group and table prefix (default voix-worker)",
+    "VOIX_WORKER_STORE": "table store: rocksdb:// or memory:// (default rocksdb://)",
+    "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
+    "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
+    "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once)",
+    "VOIX_LOG_LEVEL": "DEBUG, INFO, WARNING (default INFO)",
+}

@@ -1,0 +1,1 @@
+"""The stream processor: merges beats per call and emits one transcription job per call."""

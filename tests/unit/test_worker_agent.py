@@ -1,0 +1,96 @@
+"""The Faust agent in test_context(): the real agent, table and wiring, no broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from unittest.mock import patch
+
+import faust
+import orjson
+import pytest
+
+from app.contracts.messages import Submission, dumps, job_id_for, record_key
+from app.settings import Settings
+from app.worker.app import create_worker_app
+from tests.factories import beat1, beat2
+
+TEAM = "5d0b7a4e-1c2f-4e3a-8b9c-0d1e2f3a4b5c"
+
+
+class Harness:
+    def __init__(self, app: faust.App, ctx: Any, sent: list[tuple[str, bytes, dict[str, Any]]]):
+        self.app, self.ctx, self.sent = app, ctx, sent
+
+    async def put(self, call: dict[str, Any], team: str = TEAM) -> None:
+        sub = Submission.new(team_id=team, key_id="k", call=call)
+        await self.ctx.put(dumps(sub.to_value()), key=call["callId"].encode())
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [value for name, _, value in self.sent if name == topic]
+
+    @property
+    def table(self) -> Any:
+        return self.app.tables["calls"]
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    settings = Settings(worker_store="memory://", worker_id=f"unit-{uuid.uuid4().hex[:8]}")
+    app = create_worker_app(settings)
+    app.finalize()
+    app.flow_control.resume()
+    sent: list[tuple[str, bytes, dict[str, Any]]] = []
+
+    async def capture(topic: faust.Topic, *, key: bytes, value: bytes, **_: Any) -> None:
+        sent.append((topic.get_topic_name(), key, orjson.loads(value)))
+
+    with patch.object(faust.Topic, "send", capture):
+        async with app.agents["merge-beats"].test_context() as ctx:
+            yield Harness(app, ctx, sent)
+    # Faust makes a consumer thread with its own event loop even in test_context and never
+    # starts or closes it; close it so the test leaves no open sockets behind.
+    consumer = app._consumer
+    thread = getattr(consumer, "_thread", None)
+    if thread is not None and not thread.thread_loop.is_closed():
+        thread.thread_loop.close()
+
+
+async def test_two_beats_make_one_job_and_two_records(harness: Harness) -> None:
+    call_id = str(uuid.uuid4())
+    await harness.put(beat1(call_id))
+    await harness.put(beat2(call_id))
+    await harness.put(beat2(call_id))  # retry: no new job, no record change
+    jobs = harness.on("transcription.jobs")
+    assert [j["jobId"] for j in jobs] == [job_id_for(TEAM, call_id)]
+    records = harness.on("calls.records")
+    assert [r["status"] for r in records] == ["received", "transcribing"]
+    assert harness.table[record_key(TEAM, call_id)]["call"]["duration"] == 42
+
+
+async def test_same_call_id_in_two_teams_is_two_calls(harness: Harness) -> None:
+    call_id = str(uuid.uuid4())
+    other = "5d0b7a4e-1c2f-4e3a-8b9c-0d1e2f3a4b5d"
+    await harness.put(beat2(call_id))
+    await harness.put(beat2(call_id), team=other)
+    jobs = harness.on("transcription.jobs")
+    assert {(j["teamId"], j["jobId"]) for j in jobs} == {
+        (TEAM, job_id_for(TEAM, call_id)), (other, job_id_for(other, call_id))}
+
+
+async def test_poison_message_goes_to_dead_letters_and_agent_goes_on(harness: Harness) -> None:
+    await harness.ctx.put(b"\x00 not json", key=b"k1")
+    await harness.ctx.put(orjson.dumps({"v": 99, "type": "call.submission"}), key=b"k2")
+    bad_call = Submission.new(team_id=TEAM, key_id="k", call=beat1()).to_value()
+    bad_call["call"]["callId"] = "not-a-uuid"
+    await harness.ctx.put(orjson.dumps(bad_call), key=b"k3")
+    call_id = str(uuid.uuid4())
+    await harness.put(beat2(call_id))
+
+    dead = harness.on("calls.deadletter")
+    assert [d["source"]["offset"] for d in dead] == [0, 1, 2]
+    assert "not JSON" in dead[0]["reason"] and "unsupported format" in dead[1]["reason"]
+    assert "callId must be a UUID" in dead[2]["reason"]
+    assert dead[0]["source"]["topic"] == "calls.submissions"
+    assert len(harness.on("transcription.jobs")) == 1
