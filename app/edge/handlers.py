@@ -74,7 +74,7 @@ def authenticate(request: web.Request) -> ApiKey:
         raise ApiError(401, "unauthorized",
                        "Send your API key as 'Authorization: Bearer <key>'.",
                        headers={"WWW-Authenticate": 'Bearer realm="voix-ingest"'})
-    key = request.app[KEYRING].current.authenticate(token.strip())
+    key = request.app[KEYRING].authenticate(token.strip())
     if key is None:
         raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.",
                        headers={"WWW-Authenticate": 'Bearer realm="voix-ingest", '

@@ -208,9 +208,9 @@ class ReloadingKeyRing:
         self._checked_at = float("-inf")
         self.refresh(force=True)
 
-    def refresh(self, force: bool = False) -> KeyRing:
+    def refresh(self, force: bool = False, throttle: bool = True) -> KeyRing:
         now = time.monotonic()
-        if not force and now - self._checked_at < self.interval_s:
+        if not force and throttle and now - self._checked_at < self.interval_s:
             return self._ring
         self._checked_at = now
         try:
@@ -228,3 +228,13 @@ class ReloadingKeyRing:
     @property
     def current(self) -> KeyRing:
         return self.refresh()
+
+    def authenticate(self, presented: str) -> ApiKey | None:
+        """A key id we have never seen triggers an immediate re-check of the file (one stat),
+        so a key created a moment ago works at once; revocations apply within interval_s."""
+        ring = self.current
+        key = ring.authenticate(presented)
+        parts = split_key(presented)
+        if key is None and parts is not None and parts[0] not in ring.keys:
+            key = self.refresh(throttle=False).authenticate(presented)
+        return key

@@ -77,3 +77,12 @@ def test_broken_file_keeps_previous_keys(tmp_path: Path) -> None:
     ring = ReloadingKeyRing(store, interval_s=0)
     store.path.write_text("{not json")
     assert ring.current.authenticate(presented) is not None
+
+
+def test_new_key_works_at_once_despite_throttle(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    store.create(workspace_id=WS, team_id=TEAM)
+    ring = ReloadingKeyRing(store, interval_s=3600)
+    presented, _ = store.create(workspace_id=WS, team_id=TEAM)
+    assert ring.current.authenticate(presented) is None  # the throttled snapshot is stale
+    assert ring.authenticate(presented) is not None  # an unknown id forces a re-check

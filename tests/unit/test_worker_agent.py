@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -94,3 +95,20 @@ async def test_poison_message_goes_to_dead_letters_and_agent_goes_on(harness: Ha
     assert "callId must be a UUID" in dead[2]["reason"]
     assert dead[0]["source"]["topic"] == "calls.submissions"
     assert len(harness.on("transcription.jobs")) == 1
+
+
+async def test_agent_failure_stops_the_process_without_committing() -> None:
+    """A bug in processing must not become a silently dead agent or a skipped record."""
+    from unittest.mock import AsyncMock
+
+    from app.worker.app import CRASH_EXIT_CODE
+
+    app = create_worker_app(Settings(worker_store="memory://", worker_id="unit-crash"))
+    exits: list[int] = []
+    consumer = AsyncMock()
+    app._consumer = consumer
+    with patch("app.worker.app.os._exit", exits.append):
+        await app._on_agent_error(app.agents["merge-beats"], RuntimeError("bug"))
+        await asyncio.sleep(0)  # let the scheduled exit run
+    assert exits == [CRASH_EXIT_CODE]
+    consumer.on_task_error.assert_not_called()  # Faust's default would commit here

@@ -1,0 +1,194 @@
+"""A real stack for broker tests: the edge and the worker as processes (the same CLI users run),
+on unique topics and a unique consumer group, and a reader for what landed downstream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.contracts.topics import TopicNames
+from app.settings import PROJECT_ROOT
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+
+
+def broker_reachable(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+
+
+@dataclass
+class Stack:
+    """Names and processes of one isolated pipeline on the shared broker."""
+
+    bootstrap: str
+    prefix: str
+    workdir: Path
+    edge_port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> TopicNames:
+        d = TopicNames()
+        return TopicNames(self.prefix + d.submissions, self.prefix + d.records,
+                          self.prefix + d.jobs, self.prefix + d.deadletter)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.workdir / "keys.json"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "VOIX_TOPIC_PREFIX": self.prefix,
+            "VOIX_KEYS_FILE": str(self.keys_file),
+            "VOIX_WORKER_ID": f"{self.prefix}worker",
+            "VOIX_WORKER_STORE": "memory://",
+            "VOIX_WORKER_DATA_DIR": str(self.workdir / "worker"),
+            "VOIX_PRODUCE_TIMEOUT_S": "3",
+            "VOIX_LOG_LEVEL": "INFO",
+        })
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, **env: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "app", *args], env=self.env(**env),
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                             check=True)
+        return out.stdout
+
+    def start(self, name: str, args: Sequence[str], **env: str) -> subprocess.Popen[bytes]:
+        with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own fd
+            proc = subprocess.Popen([sys.executable, "-m", "app", *args], env=self.env(**env),
+                                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def start_edge(self, name: str = "edge", port: int | None = None,
+                   **env: str) -> subprocess.Popen[bytes]:
+        return self.start(name, ["edge", "--port", str(port or self.edge_port)], **env)
+
+    def start_worker(self, name: str = "worker", **env: str) -> subprocess.Popen[bytes]:
+        return self.start(name, ["worker", "--web-port", str(free_port()),
+                                 "--data-dir", str(self.workdir / name)], **env)
+
+    def wait_http(self, url: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} not ready after {timeout_s}s; logs in {self.workdir}")
+
+    def stop(self, name: str, timeout_s: float = 20.0) -> int | None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def log_of(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+async def read_topic(bootstrap: str, topic: str,
+                     until: Callable[[list[Record]], bool] = lambda _: False,
+                     timeout_s: float = 30.0) -> list[Record]:
+    """Everything on `topic` from the beginning, read until `until(records)` holds or the
+    timeout passes; then also up to the end offsets seen at that moment."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records: list[Record] = []
+    try:
+        partitions = None
+        deadline = asyncio.get_running_loop().time() + 15
+        while not partitions:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"topic {topic} does not exist")
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline and not until(records):
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp_records in batch.values():
+                records.extend(Record(r.topic, r.partition, r.offset, r.key,
+                                      orjson.loads(r.value)) for r in tp_records)
+        ends = await consumer.end_offsets(tps)
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp_records in batch.values():
+                records.extend(Record(r.topic, r.partition, r.offset, r.key,
+                                      orjson.loads(r.value)) for r in tp_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def new_call_id() -> str:
+    return str(uuid.uuid4())
