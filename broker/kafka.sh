@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# A self-contained local Kafka broker (single-node KRaft), jars fetched from Maven Central.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # paths work from any cwd/worktree
+LIB="$HERE/lib"
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1000))}"
+DATA="$(realpath -m "${KAFKA_DATA_DIR:-$HERE/data}")"   # a relative one is taken from the cwd
+HEAP="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+TIMEOUT="${KAFKA_UP_TIMEOUT:-60}"
+PIDFILE="$DATA/kafka.pid"
+LOG="$DATA/logs/server.log"
+
+usage() {
+  cat <<EOF
+Usage: broker/kafka.sh COMMAND
+
+  install   fetch the Kafka $KAFKA_VERSION jars into broker/lib (skipped when already there)
+  up        start the broker in the background and wait until it serves clients;
+            a no-op if something already answers on the port
+  down      stop it (SIGTERM, then SIGKILL after 30 s); harmless if not running
+  status    print running/stopped; exit 0 if running, 3 if not
+  kill      SIGKILL the broker (for fault-injection tests)
+  logs      tail -f the server log
+
+Environment (defaults):
+  KAFKA_PORT=9092  KAFKA_CONTROLLER_PORT=KAFKA_PORT+1000  KAFKA_DATA_DIR=broker/data
+  KAFKA_VERSION=4.4.0  KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"  KAFKA_UP_TIMEOUT=60 (seconds)
+Brokers with different ports and data dirs run side by side; the data dir holds
+server.properties, the pid file, the logs (logs/server.log) and the topic data.
+EOF
+}
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+install() {
+  local stamp="$LIB/kafka-$KAFKA_VERSION.stamp" probe="$LIB/classes/KafkaReady.class"
+  [[ -f "$stamp" && "$probe" -nt "$HERE/KafkaReady.java" ]] && return 0
+  mkdir -p "$LIB"
+  exec 8>"$LIB/.install.lock"; flock 8               # concurrent installs wait for each other
+  if [[ ! -f "$stamp" ]]; then
+    echo "kafka.sh: fetching Kafka $KAFKA_VERSION jars into $LIB" >&2
+    # Start empty: jars of another version on the classpath would clash.
+    find "$LIB" -mindepth 1 -maxdepth 1 ! -name .install.lock -exec rm -rf {} +
+    local out   # shown only on failure: even with -q, Debian's mvn prints stray colour codes
+    out="$(mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" \
+      -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1)" || { echo "$out" >&2; die "mvn failed"; }
+    touch "$stamp"
+  fi
+  # Compiled once rather than run as source on each `up`: the probe starts ~1 s sooner.
+  [[ "$probe" -nt "$HERE/KafkaReady.java" ]] ||
+    javac -d "$LIB/classes" -cp "$LIB/*" "$HERE/KafkaReady.java"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The pid from the pid file, if that process is alive and is this data dir's broker
+# (a zombie's cmdline is empty; a recycled pid runs something else).
+running_pid() {
+  local pid
+  pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
+  [[ -n "$pid" ]] && grep -qF "$DATA/server.properties" "/proc/$pid/cmdline" 2>/dev/null \
+    && echo "$pid"
+}
+
+# True once the process has exited and so closed its port and log-dir lock: gone, or a zombie
+# with no thread left ("Zl" still has some). A dying process loses its cmdline before that.
+exited() { local st; st="$(ps -o stat= -p "$1")" || return 0; [[ "$st" == Z* && "$st" != *l* ]]; }
+
+write_config() {
+  cat >"$DATA/server.properties" <<EOF
+# Written by broker/kafka.sh up: edits are overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA/kraft-logs
+num.partitions=6
+auto.create.topics.enable=true
+# One node: every internal topic must make do with a single replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+# After a SIGKILL the restarted broker cannot register until its old session expires
+# (default 9 s): keep that short, as fault tests kill and restart it.
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
+EOF
+}
+
+# JVM options shared by the storage tool and the broker; $HEAP is split into words on purpose.
+java_opts() {
+  read -ra heap <<<"$HEAP"
+  JAVA_OPTS=("${heap[@]}" -XX:+UseG1GC -Djava.awt.headless=true -Dkafka.logs.dir="$DATA/logs"
+    -Dlog4j2.configurationFile="$HERE/log4j2.xml" -cp "$LIB/*")
+}
+
+up() {
+  install
+  port_open "$PORT" && { echo "kafka: already answering on 127.0.0.1:$PORT"; return 0; }
+  mkdir -p "$DATA/logs"
+  exec 9>"$DATA/.up.lock"; flock 9                   # two `up`s on one data dir: one starts it
+  port_open "$PORT" && { echo "kafka: already answering on 127.0.0.1:$PORT"; return 0; }
+  running_pid >/dev/null && die "pid $(running_pid) runs but 127.0.0.1:$PORT does not answer: try down"
+  write_config
+  java_opts
+  if [[ ! -f "$DATA/kraft-logs/meta.properties" ]]; then
+    # A cluster id is 16 random bytes in URL-safe base64 (as `StorageTool random-uuid` prints);
+    # it may start with '-', hence --cluster-id=ID rather than -t ID.
+    local cluster_id
+    cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    java "${JAVA_OPTS[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" \
+      --config "$DATA/server.properties" \
+      >"$DATA/logs/format.log" 2>&1 || { cat "$DATA/logs/format.log" >&2; die "storage format failed"; }
+  fi
+  # 8>&- 9>&-: the broker must not inherit (and so hold on to) the install/up locks.
+  nohup java "${JAVA_OPTS[@]}" kafka.Kafka "$DATA/server.properties" \
+    >"$DATA/logs/console.log" 2>&1 </dev/null 8>&- 9>&- &
+  pid=$!
+  echo "$pid" >"$PIDFILE"
+  # Probe while the broker boots (the probe's own JVM start overlaps it). An open port is not
+  # enough: KRaft opens it before the broker is unfenced, so ask for metadata until it answers.
+  java -cp "$LIB/*:$LIB/classes" KafkaReady "127.0.0.1:$PORT" "$((TIMEOUT * 1000))" \
+    >/dev/null 2>"$DATA/logs/ready.log" 8>&- 9>&- &
+  local probe=$!
+  local deadline=$((SECONDS + TIMEOUT + 5))
+  while kill -0 "$probe" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { kill "$probe"; fail_start "the broker exited"; }
+    ((SECONDS < deadline)) || { kill "$probe"; fail_start "not ready after ${TIMEOUT}s"; }
+    sleep 0.1
+  done
+  wait "$probe" || fail_start "$(tail -1 "$DATA/logs/ready.log")"
+  echo "kafka $KAFKA_VERSION: up on 127.0.0.1:$PORT (pid $pid, data $DATA)"
+}
+
+# A failed `up` leaves no half-started broker behind.
+fail_start() {
+  kill -KILL "$pid" 2>/dev/null && rm -f "$PIDFILE"
+  echo "kafka.sh: $1; last 40 lines of $LOG:" >&2
+  tail -n 40 "$LOG" >&2 2>/dev/null || true
+  tail -n 20 "$DATA/logs/console.log" >&2 2>/dev/null || true
+  exit 1
+}
+
+down() {
+  local pid
+  pid="$(running_pid)" || { rm -f "$PIDFILE"; echo "kafka: not running (port $PORT)"; return 0; }
+  kill -TERM "$pid"   # a controlled shutdown, ~2 s
+  for _ in $(seq 300); do exited "$pid" && break; sleep 0.1; done
+  if ! exited "$pid"; then
+    echo "kafka: pid $pid ignored SIGTERM for 30 s, killing it" >&2; kill -KILL "$pid"
+    for _ in $(seq 100); do exited "$pid" && break; sleep 0.05; done
+  fi
+  rm -f "$PIDFILE"; echo "kafka: stopped pid $pid (port $PORT)"
+}
+
+status() {
+  local pid
+  if pid="$(running_pid)"; then
+    echo "kafka: running, pid $pid, port $PORT, data $DATA"
+  else
+    echo "kafka: stopped (port $PORT, data $DATA)"; exit 3
+  fi
+}
+
+kill_broker() {
+  local pid
+  pid="$(running_pid)" || { echo "kafka: not running (port $PORT)"; return 0; }
+  kill -KILL "$pid"
+  for _ in $(seq 100); do exited "$pid" && break; sleep 0.05; done   # its port is closed then
+  rm -f "$PIDFILE"; echo "kafka: killed pid $pid (port $PORT)"
+}
+
+case "${1:-}" in
+  install) install ;;
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  kill) kill_broker ;;
+  logs) exec tail -n 100 -F "$LOG" ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
