@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                                      "the edge, print the URL and key; Ctrl-C stops all.")
     run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
 
+    tail = sub.add_parser("tail", help="print a topic's records as JSON lines",
+                          description="Print every record of a topic from the beginning.")
+    tail.add_argument("topic")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+
     topics = sub.add_parser("topics", help="create or list the Kafka topics",
                             description="Create the topics (idempotent) or list them.")
     topics.add_argument("action", choices=["create", "list"])
@@ -67,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -74,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    try:
+        return _dispatch(args, settings)
+    except KafkaConnectionError:
+        print(f"error: Kafka is not reachable at {settings.kafka_bootstrap} "
+              "(start it with `make broker-up` or set KAFKA_BOOTSTRAP)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "edge":
         from app.edge.app import run_edge
@@ -97,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.ops.devstack import run_stack
 
         return run_stack(settings, workers=args.workers)
+    if args.command == "tail":
+        from app.ops.tail import tail_topic
+
+        try:
+            return asyncio.run(tail_topic(settings, args.topic, args.follow))
+        except KeyboardInterrupt:
+            return 0
     if args.command == "topics":
         from app.ops.topics import ensure_topics, list_topics
 

@@ -1,0 +1,47 @@
+"""`python -m app tail TOPIC`: print a topic's records as JSON lines (key, partition, offset,
+value), from the beginning; with --follow, keep printing new ones until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.settings import Settings
+
+
+async def tail_topic(settings: Settings, topic: str, follow: bool) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            print(f"error: no topic {topic!r}", file=sys.stderr)
+            return 2
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    try:
+                        value = orjson.loads(r.value) if r.value is not None else None
+                    except orjson.JSONDecodeError:
+                        value = r.value.decode("utf-8", "replace") if r.value else None
+                    line = {"partition": r.partition, "offset": r.offset,
+                            "key": r.key.decode("utf-8", "replace") if r.key else None,
+                            "value": value}
+                    sys.stdout.write(orjson.dumps(line).decode() + "\n")
+            sys.stdout.flush()
+            if not follow and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                return 0
+    finally:
+        # aiokafka can surface its own cancelled housekeeping task when stopped early.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
