@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 BROKER := broker/kafka.sh
 # Set KAFKA_BOOTSTRAP to use an existing broker; otherwise the local one is started.
 KAFKA_BOOTSTRAP ?=
+ifneq ($(KAFKA_BOOTSTRAP),)
 export KAFKA_BOOTSTRAP
+endif
 
 .PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
         broker-status topics clean

@@ -30,6 +30,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    # An empty variable (e.g. exported but unset by make) means "use the default".
+    return env.get(name) or default
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -76,37 +81,37 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         d = cls()
-        prefix = env.get("VOIX_TOPIC_PREFIX", "")
+        prefix = _str(env, "VOIX_TOPIC_PREFIX", "")
         topics = TopicNames(
-            submissions=prefix + env.get("VOIX_TOPIC_SUBMISSIONS", d.topics.submissions),
-            records=prefix + env.get("VOIX_TOPIC_RECORDS", d.topics.records),
-            jobs=prefix + env.get("VOIX_TOPIC_JOBS", d.topics.jobs),
-            deadletter=prefix + env.get("VOIX_TOPIC_DEADLETTER", d.topics.deadletter),
+            submissions=prefix + _str(env, "VOIX_TOPIC_SUBMISSIONS", d.topics.submissions),
+            records=prefix + _str(env, "VOIX_TOPIC_RECORDS", d.topics.records),
+            jobs=prefix + _str(env, "VOIX_TOPIC_JOBS", d.topics.jobs),
+            deadletter=prefix + _str(env, "VOIX_TOPIC_DEADLETTER", d.topics.deadletter),
         )
-        guarantee = env.get("VOIX_PROCESSING_GUARANTEE", d.processing_guarantee)
+        guarantee = _str(env, "VOIX_PROCESSING_GUARANTEE", d.processing_guarantee)
         if guarantee not in ("at_least_once", "exactly_once"):
             raise SettingsError(
                 "VOIX_PROCESSING_GUARANTEE must be at_least_once or exactly_once, "
                 f"got {guarantee!r}"
             )
         return cls(
-            kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
+            kafka_bootstrap=_str(env, "KAFKA_BOOTSTRAP", d.kafka_bootstrap),
             topics=topics,
             partitions=_int(env, "VOIX_PARTITIONS", d.partitions, minimum=1),
             replication_factor=_int(env, "VOIX_REPLICATION_FACTOR", d.replication_factor, 1),
-            edge_host=env.get("VOIX_EDGE_HOST", d.edge_host),
+            edge_host=_str(env, "VOIX_EDGE_HOST", d.edge_host),
             edge_port=_int(env, "VOIX_EDGE_PORT", d.edge_port),
-            keys_file=Path(env.get("VOIX_KEYS_FILE", str(d.keys_file))),
+            keys_file=Path(_str(env, "VOIX_KEYS_FILE", str(d.keys_file))),
             max_body_bytes=_int(env, "VOIX_MAX_BODY_BYTES", d.max_body_bytes, minimum=256),
             produce_timeout_s=_float(env, "VOIX_PRODUCE_TIMEOUT_S", d.produce_timeout_s),
             retry_after_s=_int(env, "VOIX_RETRY_AFTER_S", d.retry_after_s, minimum=1),
             producer_linger_ms=_int(env, "VOIX_PRODUCER_LINGER_MS", d.producer_linger_ms),
-            worker_id=env.get("VOIX_WORKER_ID", d.worker_id),
-            worker_store=env.get("VOIX_WORKER_STORE", d.worker_store),
-            worker_data_dir=Path(env.get("VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
+            worker_id=_str(env, "VOIX_WORKER_ID", d.worker_id),
+            worker_store=_str(env, "VOIX_WORKER_STORE", d.worker_store),
+            worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
             worker_web_port=_int(env, "VOIX_WORKER_WEB_PORT", d.worker_web_port),
             processing_guarantee=guarantee,
-            log_level=env.get("VOIX_LOG_LEVEL", d.log_level).upper(),
+            log_level=_str(env, "VOIX_LOG_LEVEL", d.log_level).upper(),
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
