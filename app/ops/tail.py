@@ -13,12 +13,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.settings import Settings
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of a topic the consumer is not subscribed to. aiokafka only keeps metadata
+    for subscribed topics, so ask the cluster directly."""
+    metadata = await consumer._client.fetch_all_metadata()
+    return set(metadata.partitions_for_topic(topic) or ())
+
+
 async def tail_topic(settings: Settings, topic: str, follow: bool) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = await topic_partitions(consumer, topic)
         if not partitions:
             print(f"error: no topic {topic!r}", file=sys.stderr)
             return 2

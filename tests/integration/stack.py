@@ -20,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.contracts.topics import TopicNames
+from app.ops.tail import topic_partitions
 from app.settings import PROJECT_ROOT
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -156,15 +157,9 @@ async def read_topic(bootstrap: str, topic: str,
     await consumer.start()
     records: list[Record] = []
     try:
-        partitions = None
-        deadline = asyncio.get_running_loop().time() + 15
-        while not partitions:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"topic {topic} does not exist")
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.2)
+        partitions = await topic_partitions(consumer, topic)
+        if not partitions:
+            raise AssertionError(f"topic {topic} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
