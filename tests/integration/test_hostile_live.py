@@ -36,7 +36,8 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(
            "--request-timeout", "20", "--no-color", "--output-sanitize", "true",
            "--report", "junit", "--report-junit-path", str(report)]
     # The secret stays out of the command line shown on failure.
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False,
+                         cwd=tmp_path)  # its cache directory goes there
     output = (out.stdout + out.stderr).replace(keys.team_a, "<key>")
     print(output[-1500:])  # the summary, shown with -s
     assert out.returncode == 0, output[-6000:]
