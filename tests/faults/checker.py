@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ async def read_jobs(bootstrap: str, topic: str, expected: set[tuple[str, str]],
 
 
 def figures(scenario: str, ledger: Ledger, jobs: list[Job],
-            faults: list[Fault] = ()) -> Figures:  # type: ignore[assignment]
+            faults: Sequence[Fault] = ()) -> Figures:
     acked = ledger.acknowledged()
     by_id: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
@@ -124,7 +125,7 @@ def figures(scenario: str, ledger: Ledger, jobs: list[Job],
         statuses=summary["statuses"], recovery_s=recovery_time(ledger, jobs, faults))
 
 
-def recovery_time(ledger: Ledger, jobs: list[Job], faults: list[Fault]) -> float | None:
+def recovery_time(ledger: Ledger, jobs: list[Job], faults: Sequence[Fault]) -> float | None:
     """The longest of, for each fault: from its start until the edge answered a 2xx again and
     a job was written again after the repair (so both intake and processing had resumed)."""
     if not faults:

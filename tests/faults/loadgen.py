@@ -62,7 +62,8 @@ class Ledger:
 
     def acknowledged(self) -> dict[tuple[str, str], str]:
         """(teamId, callId) -> jobId for every finishing beat answered with a 2xx."""
-        return {tuple(k.split("/", 1)): v for k, v in self.job_ids.items()}  # type: ignore[misc]
+        pairs = ((key.partition("/"), job_id) for key, job_id in self.job_ids.items())
+        return {(team, call): job_id for (team, _, call), job_id in pairs}
 
     def summary(self) -> dict[str, Any]:
         by_status = Counter(str(a.status) if a.status is not None else "no answer"

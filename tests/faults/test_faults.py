@@ -54,7 +54,7 @@ class Scenario:
         self.stack.start_worker(name, **{**WORKER_ENV, **env})
 
     def start_edge(self) -> None:
-        self.stack.start_edge(**EDGE_ENV)
+        self.stack.start("edge", ["edge", "--port", str(self.stack.edge_port)], **EDGE_ENV)
         self.stack.wait_http(f"{self.stack.url}/readyz", timeout_s=60)
 
     async def wait_worker_assigned(self, name: str = "worker", timeout_s: float = 90) -> None:
