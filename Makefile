@@ -13,7 +13,7 @@ export KAFKA_BOOTSTRAP
 endif
 
 .PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
-        broker-status topics clean
+        broker-status topics clean test-faults
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ run: install broker-up ## install, start the broker, the worker and the edge; pr
 
 test: install broker-up ## every test: unit, Faust and integration against the real broker
 	$(PY) -m pytest
+
+test-faults: install broker-up ## fault injection (kill workers/edge, a private broker): figures table
+	$(PY) -m pytest -m faults tests/faults
 
 test-unit: install ## only the fast tests that need no broker
 	$(PY) -m pytest -m "not broker"

@@ -68,6 +68,12 @@ class Settings:
     produce_timeout_s: float = 5.0
     retry_after_s: int = 2
     producer_linger_ms: int = 2
+    # Per API key and per edge process: sustained requests per second and burst (429 above).
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
+    # A client must send its body within this time (408), and an idle or half-sent-headers
+    # connection is closed after it.
+    client_timeout_s: float = 15.0
 
     worker_id: str = "voix-worker"
     worker_store: str = "rocksdb://"
@@ -106,6 +112,9 @@ class Settings:
             produce_timeout_s=_float(env, "VOIX_PRODUCE_TIMEOUT_S", d.produce_timeout_s),
             retry_after_s=_int(env, "VOIX_RETRY_AFTER_S", d.retry_after_s, minimum=1),
             producer_linger_ms=_int(env, "VOIX_PRODUCER_LINGER_MS", d.producer_linger_ms),
+            rate_limit_per_s=_float(env, "VOIX_RATE_LIMIT_PER_S", d.rate_limit_per_s),
+            rate_limit_burst=_int(env, "VOIX_RATE_LIMIT_BURST", d.rate_limit_burst, minimum=1),
+            client_timeout_s=_float(env, "VOIX_CLIENT_TIMEOUT_S", d.client_timeout_s),
             worker_id=_str(env, "VOIX_WORKER_ID", d.worker_id),
             worker_store=_str(env, "VOIX_WORKER_STORE", d.worker_store),
             worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
@@ -138,6 +147,9 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_MAX_BODY_BYTES": "largest accepted /submit body (default 16384)",
     "VOIX_PRODUCE_TIMEOUT_S": "wait for the broker's ack before 503 (default 5)",
     "VOIX_RETRY_AFTER_S": "Retry-After on 503 (default 2)",
+    "VOIX_RATE_LIMIT_PER_S": "requests per second per API key and edge process (default 100)",
+    "VOIX_RATE_LIMIT_BURST": "burst per API key and edge process before 429 (default 200)",
+    "VOIX_CLIENT_TIMEOUT_S": "body read limit (408) and idle-connection timeout (default 15)",
     "VOIX_WORKER_ID": "Faust app id = consumer group and table prefix (default voix-worker)",
     "VOIX_WORKER_STORE": "table store: rocksdb:// or memory:// (default rocksdb://)",
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",

@@ -16,6 +16,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from jsonschema.validators import extend
 
+from app.contracts.recording_url import recording_url_problem
+
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
 SUBMISSION_SCHEMA_PATH = SCHEMAS_DIR / "submission.schema.json"
 
@@ -111,6 +113,12 @@ class SubmissionValidator:
         found: list[FieldProblem] = []
         for error in self._validator.iter_errors(body):
             found.extend(self._describe(error, body))
+        url = body.get("recordingUrl")
+        if isinstance(url, str) and not any(p.field == "recordingUrl" for p in found):
+            # The SSRF guard: a URL we will fetch must not point into our own network.
+            ssrf = recording_url_problem(url)
+            if ssrf is not None:
+                found.append(FieldProblem("recordingUrl", ssrf))
         unique = list(dict.fromkeys(found))
         order = {name: i for i, name in enumerate(self.allowed_fields)}
         unique.sort(key=lambda p: (order.get(p.field, len(order)), p.field))

@@ -10,6 +10,8 @@ from aiohttp import web
 from app.contracts.submission import default_validator
 from app.edge import handlers
 from app.edge.errors import MAX_BODY_KEY, error_middleware
+from app.edge.guards import RateLimiter
+from app.edge.openapi import OPENAPI, build_openapi, openapi_handler
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.ops.keys import KeyStore, ReloadingKeyRing
 from app.settings import Settings
@@ -25,6 +27,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
     app[MAX_BODY_KEY] = settings.max_body_bytes
     app[handlers.KEYRING] = ReloadingKeyRing(KeyStore(settings.keys_file))
     app[handlers.VALIDATOR] = default_validator()
+    app[OPENAPI] = build_openapi(app[handlers.VALIDATOR].schema)
+    app[handlers.RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
     if publisher is None:
         kafka = KafkaPublisher(settings)
@@ -42,6 +46,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
     app.router.add_post("/submit", handlers.submit)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/openapi.json", openapi_handler)
     return app
 
 
@@ -49,4 +54,6 @@ def run_edge(settings: Settings) -> None:
     log.info("edge listening on http://%s:%d (kafka %s, topic %s)", settings.edge_host,
              settings.edge_port, settings.kafka_bootstrap, settings.topics.submissions)
     web.run_app(create_app(settings), host=settings.edge_host, port=settings.edge_port,
-                access_log=None, print=None, shutdown_timeout=10)
+                access_log=None, print=None, shutdown_timeout=10,
+                # Also bounds a connection that never finishes sending its request headers.
+                keepalive_timeout=settings.client_timeout_s)

@@ -11,6 +11,7 @@ from aiohttp import web
 from app.contracts.messages import Submission, dumps
 from app.contracts.submission import FieldProblem, SubmissionValidator
 from app.edge.errors import ApiError, invalid_body, json_response
+from app.edge.guards import RateLimiter, read_body
 from app.edge.publisher import BrokerUnavailable, Publisher
 from app.ops.keys import ApiKey, ReloadingKeyRing
 from app.settings import Settings
@@ -21,6 +22,7 @@ SETTINGS = web.AppKey("settings", Settings)
 PUBLISHER = web.AppKey("publisher", Publisher)  # type: ignore[type-abstract]
 KEYRING = web.AppKey("keyring", ReloadingKeyRing)
 VALIDATOR = web.AppKey("validator", SubmissionValidator)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 UUID_FIELDS = ("callId", "teamId", "userId")
 
@@ -101,10 +103,11 @@ def resolve_team(request: web.Request, key: ApiKey, body: dict[str, Any]) -> str
 
 async def submit(request: web.Request) -> web.Response:
     key = authenticate(request)
+    request.app[RATE_LIMITER].check(key.key_id)
     if request.content_type != "application/json" or request.charset not in (None, "utf-8"):
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with 'Content-Type: application/json'.")
-    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    raw = await read_body(request, request.app[SETTINGS].client_timeout_s)
     try:
         body = parse_json_body(raw)
     except _BodyError as exc:

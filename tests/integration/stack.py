@@ -139,6 +139,14 @@ class Stack:
                 proc.wait()
         return proc.returncode
 
+    def kill(self, name: str) -> int | None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        proc.kill()
+        return proc.wait(timeout=30)
+
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)

@@ -1,0 +1,76 @@
+"""Guards against abusive clients: a per-API-key rate limit and a bounded body read.
+
+The rate limit is an in-process token bucket per key id. With several edge processes behind a
+load balancer each process keeps its own buckets, so a key's effective limit is the per-process
+limit times the number of processes it is spread over (README, "Limits").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from app.edge.errors import ApiError
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """Token buckets keyed by API key id: `rate_per_s` sustained, `burst` at once.
+
+    Keys are authenticated before they reach a bucket, so the number of buckets is bounded by
+    the number of keys in the key file (an attacker cannot grow it with made-up ids)."""
+
+    def __init__(self, rate_per_s: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def acquire(self, key_id: str) -> float:
+        """Take one token; return 0 if allowed, else the seconds until a token is available."""
+        now = self._clock()
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
+        bucket.tokens = min(float(self.burst),
+                            bucket.tokens + (now - bucket.updated) * self.rate_per_s)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate_per_s
+
+    def check(self, key_id: str) -> None:
+        """Raise the 429 if the key is over its limit."""
+        wait_s = self.acquire(key_id)
+        if wait_s > 0:
+            retry_after = max(1, math.ceil(wait_s))
+            raise ApiError(429, "rate_limited",
+                           f"Too many requests for this API key (limit {self.rate_per_s:g}/s, "
+                           f"burst {self.burst}); retry after {retry_after} s.",
+                           headers={"Retry-After": str(retry_after)})
+
+
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole request body, or 408 if the client does not send it within `timeout_s`.
+
+    aiohttp has no per-request body timeout: a client that announces a body and sends it a
+    byte at a time would otherwise hold a connection and a task for as long as it likes."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()  # aiohttp enforces client_max_size here (413)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout",
+                       f"The request body did not arrive within {timeout_s:g} s.",
+                       headers={"Connection": "close"}) from None

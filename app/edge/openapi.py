@@ -1,0 +1,113 @@
+"""GET /openapi.json: the edge's OpenAPI 3.1 description, built at startup from the same
+schemas/submission.schema.json the edge validates with, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from app import __version__
+from app.contracts.submission import load_submission_schema
+from app.edge.errors import json_response
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "A stable machine-readable code."},
+        "message": {"type": "string", "description": "What went wrong, for humans."},
+        "fields": {
+            "type": "array",
+            "items": {"type": "object", "required": ["field", "problem"],
+                      "properties": {"field": {"type": "string"},
+                                     "problem": {"type": "string"}}},
+        },
+    },
+}
+_ACCEPTED = {
+    "type": "object",
+    "required": ["status", "callId"],
+    "properties": {
+        "status": {"type": "string", "enum": ["received", "transcribing"]},
+        "callId": {"type": "string", "format": "uuid"},
+        "jobId": {"type": "string", "format": "uuid",
+                  "description": "Present when status is transcribing; the same on every retry."},
+    },
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer", "minimum": 1}}}
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry_after:
+        response["headers"] = _RETRY_AFTER
+    return response
+
+
+def build_openapi(submission_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema = dict(submission_schema or load_submission_schema())
+    # The dialect is declared once for the document; an $id would re-base nothing here.
+    for meta in ("$schema", "$id"):
+        schema.pop(meta, None)
+    status = {"type": "object", "required": ["status"],
+              "properties": {"status": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {"title": "voix-ingest", "version": __version__,
+                 "description": "POST /submit: one or two beats per call, stitched by callId."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "vx_<keyId>_<secret>"}},
+            "schemas": {"Submission": schema, "Accepted": _ACCEPTED, "Error": _ERROR},
+        },
+        "paths": {
+            "/submit": {"post": {
+                "operationId": "submit",
+                "summary": "Submit one beat of a call",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Submission"}}}},
+                "responses": {
+                    "202": {"description": "Stored (acknowledged by the broker).",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/Accepted"}}}},
+                    "400": _error("Malformed JSON or a field problem; `fields` names them."),
+                    "401": _error("No key, or an unknown or revoked key."),
+                    "403": _error("A workspace key named a team outside its workspace."),
+                    "408": _error("The body did not arrive in time."),
+                    "413": _error("The body is larger than the cap."),
+                    "415": _error("The body is not application/json."),
+                    "429": _error("Too many requests for this key.", retry_after=True),
+                    "503": _error("The broker did not acknowledge; the call may not be stored.",
+                                  retry_after=True),
+                },
+            }},
+            "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
+                                 "responses": {"200": {"description": "Alive.", "content": {
+                                     "application/json": {"schema": status}}}}}},
+            "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness",
+                                "responses": {
+                                    "200": {"description": "Connected to Kafka.", "content": {
+                                        "application/json": {"schema": status}}},
+                                    "503": {"description": "Kafka not reachable.",
+                                            "headers": _RETRY_AFTER, "content": {
+                                                "application/json": {"schema": status}}}}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3.1.",
+                                                            "content": {"application/json": {
+                                                                "schema": {"type": "object"}}}}}}},
+        },
+    }
+
+
+OPENAPI = web.AppKey("openapi", dict)
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
