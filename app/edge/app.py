@@ -10,6 +10,7 @@ from aiohttp import web
 from app.contracts.submission import default_validator
 from app.edge import handlers
 from app.edge.errors import MAX_BODY_KEY, error_middleware
+from app.edge.lifecycle import setup_lifecycle
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.ops.keys import KeyStore, ReloadingKeyRing
 from app.settings import Settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
     app.router.add_post("/submit", handlers.submit)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    setup_lifecycle(app)
     return app
 
 
