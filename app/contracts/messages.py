@@ -223,6 +223,7 @@ class Command:
     at: str
     submission: Submission | None = None
     known_job_id: str | None = None
+    known_attempt: int = 1
     last_change_at: str | None = None
 
     def to_value(self) -> dict[str, Any]:
@@ -233,6 +234,7 @@ class Command:
             assert self.submission is not None
             value["submission"] = self.submission.to_value()
             value["knownJobId"] = self.known_job_id
+            value["knownAttempt"] = self.known_attempt
         if self.command == COMMAND_EXPIRE:
             value["lastChangeAt"] = self.last_change_at
         return value
@@ -255,9 +257,15 @@ class Command:
             submission = Submission.from_bytes(orjson.dumps(value.get("submission")))
             if known is not None and not is_uuid(known):
                 raise PoisonMessage("knownJobId is malformed")
+            known_attempt = value.get("knownAttempt", 1)
+            if not isinstance(known_attempt, int) or known_attempt < 1:
+                raise PoisonMessage("knownAttempt must be a positive integer")
+        else:
+            known_attempt = 1
         last_change = value.get("lastChangeAt")
         if command == COMMAND_EXPIRE and not is_rfc3339(last_change):
             raise PoisonMessage("lastChangeAt missing or malformed")
         return cls(command=str(command), team_id=str(team_id).lower(),
                    call_id=str(call_id).lower(), at=str(at), submission=submission,
-                   known_job_id=known, last_change_at=last_change)
+                   known_job_id=known, known_attempt=known_attempt,
+                   last_change_at=last_change)

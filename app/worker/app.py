@@ -117,10 +117,10 @@ def create_worker_app(settings: Settings) -> faust.App:
             del calls[call_id]  # a tombstone in the changelog
 
     async def on_submission(submission: Submission, source: str,
-                            known_job_id: str | None = None) -> None:
+                            known_job_id: str | None = None, known_attempt: int = 1) -> None:
         call_id, team_id = submission.call_id, submission.team_id
         teams = teams_of(call_id)
-        result = merge_beat(teams.get(team_id), submission, source, known_job_id)
+        result = merge_beat(teams.get(team_id), submission, source, known_job_id, known_attempt)
         await publish(team_id, call_id, result)
         teams[team_id] = result.state
         store(call_id, teams)
@@ -148,7 +148,8 @@ def create_worker_app(settings: Settings) -> faust.App:
     async def on_command(event: EventT[bytes], command: Command, source: str) -> None:
         if command.command == COMMAND_REPLAY:
             assert command.submission is not None
-            await on_submission(command.submission, source, command.known_job_id)
+            await on_submission(command.submission, source, command.known_job_id,
+                                command.known_attempt)
             return
         teams = teams_of(command.call_id)
         state = teams.get(command.team_id)

@@ -48,9 +48,12 @@ class MergeResult:
 
 def merge_beat(
     previous: dict[str, Any] | None, submission: Submission, source: str | None = None,
-    known_job_id: str | None = None,
+    known_job_id: str | None = None, known_attempt: int = 1,
 ) -> MergeResult:
     """Fold one beat into the call's state; return the new state and the job to emit, if any.
+
+    `known_job_id`/`known_attempt`: set by a replay when the jobs topic already has this call's
+    job; the state records it and no job is sent.
 
     `source` names the record being merged (topic/partition/offset). The state remembers which
     record decided the job, so that when that same record is processed again after a crash
@@ -81,6 +84,7 @@ def merge_beat(
     if state["jobId"] is None and "recordingUrl" in call and known_job_id is not None:
         # A replay of a call whose job is already on the jobs topic: remember it, send nothing.
         state["jobId"] = known_job_id
+        state["attempt"] = known_attempt
         state["status"] = TRANSCRIBING
         state["history"].append({"status": TRANSCRIBING, "at": received_at,
                                  "jobId": known_job_id})
