@@ -5,7 +5,7 @@ matches them; downstream teams can use the same files."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def _registry() -> Registry:
         (schema["$id"], Resource.from_contents(schema)) for schema in schemas)
 
 
-@lru_cache(maxsize=None)
+@cache
 def topic_validator(topic: str) -> Draft202012Validator:
     """The validator for the values of a topic, by its default name (e.g. transcription.jobs)."""
     schema = _load(TOPIC_SCHEMAS_DIR / TOPIC_SCHEMA_FILES[topic])

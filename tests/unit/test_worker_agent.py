@@ -55,8 +55,10 @@ async def harness() -> AsyncIterator[Harness]:
     app.flow_control.resume()
     sent: list[tuple[str, bytes, dict[str, Any]]] = []
 
-    async def capture(topic: faust.Topic, *, key: bytes, value: bytes, **_: Any) -> None:
-        sent.append((topic.get_topic_name(), key, orjson.loads(value)))
+    async def capture(topic: faust.Topic, *, key: bytes, value: bytes | None, **_: Any) -> None:
+        # A tombstone (None) is recorded as {"tombstone": true}.
+        sent.append((topic.get_topic_name(), key,
+                     {"tombstone": True} if value is None else orjson.loads(value)))
 
     with patch.object(faust.Topic, "send", capture):
         async with app.agents["merge-beats"].test_context() as ctx:
@@ -163,3 +165,4 @@ async def test_reprocess_and_expire_commands(harness: Harness) -> None:
                     last_change_at=state["updatedAt"])
     await harness.ctx.put(dumps(fresh.to_value()), key=call_id.encode())
     assert call_id not in harness.table
+    assert harness.on("calls.records")[-1] == {"tombstone": True}
