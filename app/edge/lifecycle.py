@@ -1,9 +1,9 @@
 """GET /calls/{callId}: a call's merged state and lifecycle, answered by the worker that owns it.
 
 The edge keeps no copy of the state. It asks the workers listed in VOIX_WORKER_URLS, one after
-the other; whichever answers forwards to the owner of the call's partition (Faust table
-routing). A worker that is down, rebalancing or recovering is skipped; when no worker answers
-within VOIX_LIFECYCLE_TIMEOUT_S the answer is a clean 503 with Retry-After.
+the other, until the one that owns the call's partition answers (200 or 404) from its table;
+the others answer 421. A worker that is down, rebalancing or recovering is skipped; when no
+owner answers within VOIX_LIFECYCLE_TIMEOUT_S the answer is a clean 503 with Retry-After.
 
 A team sees only its own calls: a call of another team, or no call, is the same 404.
 """
@@ -56,6 +56,9 @@ async def fetch_call(http: aiohttp.ClientSession, settings: Settings,
                                     timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
                     if resp.status == 404:
                         return None
+                    if resp.status == 421:  # not the owner: ask the next worker
+                        last_problem = f"{base} does not own the call's partition"
+                        continue
                     if resp.status == 200:
                         body = await resp.json(content_type=None)
                         teams = body.get("teams") if isinstance(body, dict) else None

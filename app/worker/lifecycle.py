@@ -1,10 +1,14 @@
 """The worker's read side: GET /calls/{callId} answers a call's state from the table.
 
-Any worker can be asked. Faust's table_route hashes the table key (the raw callId bytes, the
-same bytes as the input topics' key) to the changelog partition and forwards the request to
-the worker that owns it, so the answer always comes from the one table that merges the call.
-During a rebalance, or while the owner is still recovering its partition, the answer is 503
-(the edge turns that into its own 503 after trying the other workers).
+Only the worker that consumes the call's partition answers from its table: that is the one
+table that merges the call. The partition is Kafka's default partitioner applied to the callId
+(the key of every input topic). Another worker answers 421 (Misdirected Request) and the edge
+asks the next worker in VOIX_WORKER_URLS. During a rebalance, or while the owner is recovering
+its table, the answer is 503; the edge keeps trying until its deadline, then answers 503.
+
+(Faust's own table_route forwarding was tried first; across a rebalance its partition -> host
+map did not always agree with the consumer's real assignment, so ownership is decided here
+from the consumer's assignment itself.)
 """
 
 from __future__ import annotations
@@ -12,31 +16,31 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 from faust.web import Request, Response, View
 
 from app.settings import Settings
 
+MISDIRECTED = 421
 
-def register_lifecycle_view(app: faust.App, calls: Any, settings: Settings) -> None:
-    changelog = calls.changelog_topic.get_topic_name()
 
-    def owned_and_ready(call_id: str) -> bool:
-        partition = (murmur2(call_id.encode()) & 0x7FFFFFFF) % settings.partitions
-        recovering = app.tables.recovery.in_recovery  # type: ignore[attr-defined]
-        return (not app.rebalancing and not recovering
-                and TP(changelog, partition) in app.assignor.assigned_actives())
+def register_lifecycle_view(app: faust.App, calls: Any, settings: Settings,
+                            partition_of: Any) -> None:
+    submissions = settings.topics.submissions
 
     @app.page("/calls/{call_id}")
-    @app.table_route(table=calls, match_info="call_id")
     async def call_state(view: View, request: Request, call_id: str) -> Response:
         call_id = call_id.lower()
-        if not owned_and_ready(call_id):
+        partition = partition_of(call_id, settings.partitions)
+        if app.rebalancing or app.tables.recovery.in_recovery:  # type: ignore[attr-defined]
             return view.json({"error": "unavailable",
-                              "message": "the worker owning this call is rebalancing"},
+                              "message": "the worker is rebalancing or recovering its table"},
                              status=503)
+        if TP(submissions, partition) not in app.consumer.assignment():
+            return view.json({"error": "not_owner",
+                              "message": f"partition {partition} is not on this worker"},
+                             status=MISDIRECTED)
         teams = calls.get(call_id)
         if not teams:
             return view.json({"error": "not_found", "message": "no such call"}, status=404)
-        return view.json({"callId": call_id, "teams": teams})
+        return view.json({"callId": call_id, "partition": partition, "teams": teams})
