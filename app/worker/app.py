@@ -54,28 +54,6 @@ class IngestWorker(faust.App):
         # A hard exit is the only way to be sure Faust commits nothing on the way out.
         asyncio.get_running_loop().call_soon(os._exit, CRASH_EXIT_CODE)
 
-    def _new_consumer(self) -> Any:
-        """Faust's consumer, made to never commit past a record it did not process.
-
-        When a rebalance happens while a fetched record waits in the stream's queue, Faust's
-        stream skips it (its generation is stale) and *acks* it, so its offset can be committed
-        although no agent saw it: seen as a lost finishing beat in the two-worker test. We
-        refuse the ack of such a record (never tracked = never given to the agent); its offset
-        stays uncommitted and the record is read again from the committed offset.
-        """
-        consumer = super()._new_consumer()
-        faust_ack = consumer.ack
-
-        def ack(message: Any) -> bool:
-            if not message.tracked and message.generation_id != self.consumer_generation_id:
-                log.warning("not acking skipped record %s/%s@%s of an old generation",
-                          message.topic, message.partition, message.offset)
-                return False
-            return bool(faust_ack(message))
-
-        consumer.ack = ack  # type: ignore[method-assign]
-        return consumer
-
 
 def create_worker_app(settings: Settings) -> faust.App:
     app = IngestWorker(
