@@ -51,14 +51,18 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: dict[str, Any]  # {} for a tombstone
+    value: dict[str, Any]  # {} for a tombstone or a value that is not JSON
     tombstone: bool = False
+    not_json: bool = False
 
 
 def _record(r: Any) -> Record:
     if r.value is None:
         return Record(r.topic, r.partition, r.offset, r.key, {}, tombstone=True)
-    return Record(r.topic, r.partition, r.offset, r.key, orjson.loads(r.value))
+    try:
+        return Record(r.topic, r.partition, r.offset, r.key, orjson.loads(r.value))
+    except orjson.JSONDecodeError:  # e.g. a poison record a test wrote on purpose
+        return Record(r.topic, r.partition, r.offset, r.key, {}, not_json=True)
 
 
 @dataclass
