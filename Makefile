@@ -39,8 +39,9 @@ broker-status: ## is the local broker running?
 topics: install broker-up ## create the topics (idempotent)
 	$(PY) -m app topics create
 
-run: install broker-up ## install, start the broker, the worker and the edge; print URL and a dev key
-	$(PY) -m app run
+WORKERS ?= 1
+run: install broker-up ## install, start the broker, the worker(s) (WORKERS=N) and the edge; print URL and key
+	$(PY) -m app run --workers $(WORKERS)
 
 test: install broker-up ## every test: unit, Faust and integration against the real broker
 	$(PY) -m pytest

@@ -65,6 +65,26 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("topic")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
 
+    replay = sub.add_parser(
+        "replay", help="replay or reprocess the calls submitted in a time window",
+        description="Read the submissions of a time window (Kafka timestamps -> offsets) and "
+                    "send them to the workers again. --mode replay re-derives the calls' state "
+                    "and never sends a second job for a call that already has one (same "
+                    "jobIds); --mode reprocess sends one NEW job per selected call (next "
+                    "attempt, new jobId). See docs/topics.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    replay.add_argument("--since", required=True,
+                        help="window start, RFC 3339 (e.g. 2026-06-16T09:00:00Z)")
+    replay.add_argument("--until", default="now", help="window end, RFC 3339 (default now)")
+    replay.add_argument("--mode", choices=["replay", "reprocess"], default="replay",
+                        help="replay (default) or reprocess")
+    replay.add_argument("--team", help="only this team's calls (UUID)")
+    replay.add_argument("--call-id", action="append", dest="call_ids", metavar="CALL_ID",
+                        help="only this call (repeatable)")
+    replay.add_argument("--call-ids-file", help="only the callIds in this file, one a line")
+    replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     topics = sub.add_parser("topics", help="create or list the Kafka topics",
                             description="Create the topics (idempotent) or list them.")
     topics.add_argument("action", choices=["create", "list"])
@@ -120,6 +140,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return asyncio.run(tail_topic(settings, args.topic, args.follow))
         except KeyboardInterrupt:
             return 0
+    if args.command == "replay":
+        from app.ops.replay_cli import run_replay_command
+
+        return run_replay_command(settings, args)
     if args.command == "topics":
         from app.ops.topics import ensure_topics, list_topics
 

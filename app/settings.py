@@ -80,6 +80,13 @@ class Settings:
     worker_data_dir: Path = PROJECT_ROOT / "var" / "worker"
     worker_web_port: int = 6066
     processing_guarantee: str = "at_least_once"
+    # A call's state is forgotten (tombstoned) this long after its last change.
+    state_ttl_s: int = 7 * 24 * 60 * 60
+    # How often each worker looks for expired calls.
+    expiry_sweep_s: float = 60.0
+    # Where the edge asks for a call's lifecycle (any worker; Faust forwards to the owner).
+    worker_urls: tuple[str, ...] = ("http://127.0.0.1:6066",)
+    lifecycle_timeout_s: float = 3.0
 
     log_level: str = "INFO"
 
@@ -93,7 +100,12 @@ class Settings:
             records=prefix + _str(env, "VOIX_TOPIC_RECORDS", d.topics.records),
             jobs=prefix + _str(env, "VOIX_TOPIC_JOBS", d.topics.jobs),
             deadletter=prefix + _str(env, "VOIX_TOPIC_DEADLETTER", d.topics.deadletter),
+            status=prefix + _str(env, "VOIX_TOPIC_STATUS", d.topics.status),
+            commands=prefix + _str(env, "VOIX_TOPIC_COMMANDS", d.topics.commands),
         )
+        worker_urls = tuple(u.strip().rstrip("/") for u in
+                            _str(env, "VOIX_WORKER_URLS", ",".join(d.worker_urls)).split(",")
+                            if u.strip())
         guarantee = _str(env, "VOIX_PROCESSING_GUARANTEE", d.processing_guarantee)
         if guarantee not in ("at_least_once", "exactly_once"):
             raise SettingsError(
@@ -120,6 +132,10 @@ class Settings:
             worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
             worker_web_port=_int(env, "VOIX_WORKER_WEB_PORT", d.worker_web_port),
             processing_guarantee=guarantee,
+            state_ttl_s=_int(env, "VOIX_STATE_TTL_S", d.state_ttl_s, minimum=1),
+            expiry_sweep_s=_float(env, "VOIX_EXPIRY_SWEEP_S", d.expiry_sweep_s),
+            worker_urls=worker_urls or d.worker_urls,
+            lifecycle_timeout_s=_float(env, "VOIX_LIFECYCLE_TIMEOUT_S", d.lifecycle_timeout_s),
             log_level=_str(env, "VOIX_LOG_LEVEL", d.log_level).upper(),
         )
 
@@ -155,5 +171,12 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
     "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
     "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once)",
+    "VOIX_TOPIC_STATUS": "transcriber status topic (default transcription.status)",
+    "VOIX_TOPIC_COMMANDS": "worker control topic: replay/reprocess/expire (default calls.commands)",
+    "VOIX_STATE_TTL_S": "forget a call this long after its last change (default 604800 = 7 d)",
+    "VOIX_EXPIRY_SWEEP_S": "how often a worker looks for expired calls (default 60)",
+    "VOIX_WORKER_URLS": "comma-separated worker web URLs the edge asks for GET /calls "
+                        "(default http://127.0.0.1:6066)",
+    "VOIX_LIFECYCLE_TIMEOUT_S": "GET /calls waits this long for a worker before 503 (default 3)",
     "VOIX_LOG_LEVEL": "DEBUG, INFO, WARNING (default INFO)",
 }

@@ -19,6 +19,16 @@ SUBMISSION_TYPE = "call.submission"
 RECORD_TYPE = "call.record"
 JOB_TYPE = "transcription.job"
 DEADLETTER_TYPE = "deadletter"
+STATUS_TYPE = "transcription.status"
+COMMAND_TYPE = "call.command"
+
+# Statuses the transcriber reports on the status topic.
+STATUS_VALUES = ("transcribing", "transcribed", "failed")
+# Commands on the worker's control topic.
+COMMAND_REPLAY = "replay"
+COMMAND_REPROCESS = "reprocess"
+COMMAND_EXPIRE = "expire"
+COMMANDS = (COMMAND_REPLAY, COMMAND_REPROCESS, COMMAND_EXPIRE)
 
 # Fixed namespace so that jobIds are the same on every edge, worker and replay.
 JOB_ID_NAMESPACE = uuid.UUID("6f1c2b0e-3f7a-5d4e-9a61-7c0b8e2d4f10")
@@ -135,3 +145,127 @@ def deadletter_value(
         "value": None if value is None else value.decode("utf-8", "replace"),
         "failedAt": utc_now_iso(),
     }
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise PoisonMessage("empty value")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessage(f"value is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise PoisonMessage("value is not a JSON object")
+    return value
+
+
+def message_type(raw: bytes | None) -> str:
+    """The `type` of a value on any of our topics (PoisonMessage if it has none)."""
+    value = _json_object(raw)
+    kind = value.get("type")
+    if value.get("v") != FORMAT_VERSION or not isinstance(kind, str):
+        raise PoisonMessage(f"unsupported format: v={value.get('v')!r} type={kind!r}")
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """What the downstream transcriber reports about a job (topic transcription.status)."""
+
+    job_id: str
+    call_id: str
+    status: str
+    error: str | None
+    time: str
+
+    def to_value(self) -> dict[str, Any]:
+        return {"v": FORMAT_VERSION, "type": STATUS_TYPE, "jobId": self.job_id,
+                "callId": self.call_id, "status": self.status, "error": self.error,
+                "time": self.time}
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> StatusUpdate:
+        value = _json_object(raw)
+        if value.get("v") != FORMAT_VERSION or value.get("type") != STATUS_TYPE:
+            raise PoisonMessage(
+                f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
+        job_id, call_id, status = value.get("jobId"), value.get("callId"), value.get("status")
+        error, time = value.get("error"), value.get("time")
+        if not is_uuid(job_id) or not is_uuid(call_id):
+            raise PoisonMessage("jobId or callId missing or not a UUID")
+        if status not in STATUS_VALUES:
+            raise PoisonMessage(f"status must be one of {', '.join(STATUS_VALUES)}, "
+                                f"got {status!r}")
+        if not is_rfc3339(time):
+            raise PoisonMessage("time missing or not an RFC 3339 date-time")
+        if error is not None and not isinstance(error, str):
+            raise PoisonMessage("error must be a string or null")
+        if status == "failed" and not error:
+            raise PoisonMessage("a failed status needs an error")
+        return cls(job_id=str(job_id).lower(), call_id=str(call_id).lower(), status=status,
+                   error=error, time=str(time))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A control record for the worker (topic calls.commands), keyed by callId like the
+    submissions so that it reaches the worker that owns the call.
+
+    - replay: merge `submission` again; `knownJobId` is the job already on the jobs topic for
+      this call (if any), so that no second job is sent.
+    - reprocess: send a new transcription job (next attempt) for the call.
+    - expire: forget the call if it has not changed since `lastChangeAt`.
+    """
+
+    command: str
+    team_id: str
+    call_id: str
+    at: str
+    submission: Submission | None = None
+    known_job_id: str | None = None
+    known_attempt: int = 1
+    last_change_at: str | None = None
+
+    def to_value(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"v": FORMAT_VERSION, "type": COMMAND_TYPE,
+                                 "command": self.command, "teamId": self.team_id,
+                                 "callId": self.call_id, "at": self.at}
+        if self.command == COMMAND_REPLAY:
+            assert self.submission is not None
+            value["submission"] = self.submission.to_value()
+            value["knownJobId"] = self.known_job_id
+            value["knownAttempt"] = self.known_attempt
+        if self.command == COMMAND_EXPIRE:
+            value["lastChangeAt"] = self.last_change_at
+        return value
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> Command:
+        value = _json_object(raw)
+        if value.get("v") != FORMAT_VERSION or value.get("type") != COMMAND_TYPE:
+            raise PoisonMessage(
+                f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
+        command, team_id, call_id, at = (value.get("command"), value.get("teamId"),
+                                         value.get("callId"), value.get("at"))
+        if command not in COMMANDS:
+            raise PoisonMessage(f"command must be one of {', '.join(COMMANDS)}")
+        if not is_uuid(team_id) or not is_uuid(call_id) or not is_rfc3339(at):
+            raise PoisonMessage("teamId, callId or at missing or malformed")
+        submission = None
+        known = value.get("knownJobId")
+        if command == COMMAND_REPLAY:
+            submission = Submission.from_bytes(orjson.dumps(value.get("submission")))
+            if known is not None and not is_uuid(known):
+                raise PoisonMessage("knownJobId is malformed")
+            known_attempt = value.get("knownAttempt", 1)
+            if not isinstance(known_attempt, int) or known_attempt < 1:
+                raise PoisonMessage("knownAttempt must be a positive integer")
+        else:
+            known_attempt = 1
+        last_change = value.get("lastChangeAt")
+        if command == COMMAND_EXPIRE and not is_rfc3339(last_change):
+            raise PoisonMessage("lastChangeAt missing or malformed")
+        return cls(command=str(command), team_id=str(team_id).lower(),
+                   call_id=str(call_id).lower(), at=str(at), submission=submission,
+                   known_job_id=known, known_attempt=known_attempt,
+                   last_change_at=last_change)

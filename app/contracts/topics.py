@@ -16,6 +16,10 @@ class TopicNames:
     records: str = "calls.records"
     jobs: str = "transcription.jobs"
     deadletter: str = "calls.deadletter"
+    # Written by the downstream transcriber; co-partitioned with submissions (key callId).
+    status: str = "transcription.status"
+    # Internal control records for the worker (replay, reprocess, expire); key callId.
+    commands: str = "calls.commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,5 +53,15 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
             names.deadletter,
             key="original key",
             config={"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)},
+        ),
+        TopicSpec(
+            names.status,
+            key="callId",
+            config={"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
+        ),
+        TopicSpec(
+            names.commands,
+            key="callId",
+            config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
         ),
     ]

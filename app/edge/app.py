@@ -11,6 +11,7 @@ from app.contracts.submission import default_validator
 from app.edge import handlers
 from app.edge.errors import MAX_BODY_KEY, error_middleware
 from app.edge.guards import RateLimiter
+from app.edge.lifecycle import setup_lifecycle
 from app.edge.openapi import OPENAPI, build_openapi, openapi_handler
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.ops.keys import KeyStore, ReloadingKeyRing
@@ -47,6 +48,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/openapi.json", openapi_handler)
+    setup_lifecycle(app)
     return app
 
 

@@ -63,7 +63,10 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
 
     python = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
-    env = dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap)
+    worker_urls = ",".join(f"http://127.0.0.1:{settings.worker_web_port + i}"
+                           for i in range(workers))
+    # The edge asks these workers for GET /calls (each worker has its own web port).
+    env = dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap, VOIX_WORKER_URLS=worker_urls)
     for i in range(workers):
         data_dir = Path(settings.worker_data_dir) / f"w{i}"
         procs.append(subprocess.Popen(
@@ -90,7 +93,7 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
     plural = "s" if workers != 1 else ""
     print(f"""
 voix-ingest is running ({workers} worker{plural}, 1 edge, Kafka at {settings.kafka_bootstrap})
-  edge:    {base}  (POST /submit, GET /healthz, GET /readyz)
+  edge:    {base}  (POST /submit, GET /calls/{{callId}}, GET /healthz, GET /readyz)
   dev key: {dev_key}   (team {DEV_TEAM}; also in var/dev-key)
   try:     curl -s -X POST {base}/submit -H "Authorization: Bearer $(cat var/dev-key)" \\
              -H 'Content-Type: application/json' \\

@@ -8,17 +8,24 @@ Rules:
 - Retries and replays never emit a second job; later changes only update the record.
 - Time comes from the submission (receivedAt), never from the clock, so a replay derives
   the same state.
+- Lifecycle: received -> transcribing -> transcribed | failed. The last two come from the
+  transcriber's status messages (apply_status); every transition is kept in `history`.
+- A replayed beat that knows the call's job already exists (knownJobId) records that job
+  instead of sending a second one; a reprocess sends a new job with the next attempt number.
+- A call expires state_ttl after its last change (updatedAt); is_expired decides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.contracts.messages import (
     FORMAT_VERSION,
     JOB_TYPE,
     RECORD_TYPE,
+    StatusUpdate,
     Submission,
     job_id_for,
 )
@@ -28,6 +35,8 @@ CALL_FIELDS = ("callId", "from", "to", "startTime", "outgoing", "duration", "use
                "recordingUrl")
 RECEIVED = "received"
 TRANSCRIBING = "transcribing"
+TRANSCRIBED = "transcribed"
+FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +47,13 @@ class MergeResult:
 
 
 def merge_beat(
-    previous: dict[str, Any] | None, submission: Submission, source: str | None = None
+    previous: dict[str, Any] | None, submission: Submission, source: str | None = None,
+    known_job_id: str | None = None, known_attempt: int = 1,
 ) -> MergeResult:
     """Fold one beat into the call's state; return the new state and the job to emit, if any.
+
+    `known_job_id`/`known_attempt`: set by a replay when the jobs topic already has this call's
+    job; the state records it and no job is sent.
 
     `source` names the record being merged (topic/partition/offset). The state remembers which
     record decided the job, so that when that same record is processed again after a crash
@@ -60,18 +73,28 @@ def merge_beat(
         "jobId": prev.get("jobId"),
         "call": call,
         "history": list(prev.get("history", [{"status": RECEIVED, "at": received_at}])),
+        "attempt": prev.get("attempt", 1),
+        "error": prev.get("error"),
         "jobSource": prev.get("jobSource"),
         "jobCreatedAt": prev.get("jobCreatedAt"),
         "createdAt": prev.get("createdAt", received_at),
         "updatedAt": prev.get("updatedAt", received_at),
     }
     job: dict[str, Any] | None = None
-    if state["jobId"] is None and "recordingUrl" in call:
+    if state["jobId"] is None and "recordingUrl" in call and known_job_id is not None:
+        # A replay of a call whose job is already on the jobs topic: remember it, send nothing.
+        state["jobId"] = known_job_id
+        state["attempt"] = known_attempt
+        state["status"] = TRANSCRIBING
+        state["history"].append({"status": TRANSCRIBING, "at": received_at,
+                                 "jobId": known_job_id})
+        state["jobCreatedAt"] = received_at
+    elif state["jobId"] is None and "recordingUrl" in call:
         # The edge computed the same id; recompute if an older producer left it out.
         job_id = submission.job_id or job_id_for(submission.team_id, submission.call_id)
         state["jobId"] = job_id
         state["status"] = TRANSCRIBING
-        state["history"].append({"status": TRANSCRIBING, "at": received_at})
+        state["history"].append({"status": TRANSCRIBING, "at": received_at, "jobId": job_id})
         state["jobSource"] = source
         state["jobCreatedAt"] = received_at
         job = build_job(submission.team_id, call, job_id, received_at)
@@ -105,3 +128,71 @@ def build_job(team_id: str, call: dict[str, Any], job_id: str, created_at: str,
         "userId": call.get("userId"),
         "createdAt": created_at,
     }
+
+
+def apply_status(previous: dict[str, Any], status: StatusUpdate) -> MergeResult:
+    """Fold the transcriber's report about a job into the call's state.
+
+    Only a report about the call's current job moves it: transcribing -> transcribed | failed,
+    and failed -> transcribed (the transcriber retried). A report about an earlier attempt's
+    job, a repeat, or a step back (e.g. transcribing after transcribed) changes nothing.
+    Raises ValueError if the job is not this call's (the caller dead-letters it).
+    """
+    if previous.get("jobId") != status.job_id:
+        known = {h.get("jobId") for h in previous.get("history", [])}
+        if status.job_id in known:
+            return MergeResult(state=previous, job=None, changed=False)
+        raise ValueError(f"job {status.job_id} is not a job of call {status.call_id}")
+    current = str(previous.get("status"))
+    allowed = {
+        TRANSCRIBING: {TRANSCRIBED, FAILED},
+        FAILED: {TRANSCRIBED},
+    }.get(current, set())
+    if status.status not in allowed:
+        return MergeResult(state=previous, job=None, changed=False)
+    state = dict(previous)
+    entry: dict[str, Any] = {"status": status.status, "at": status.time,
+                             "jobId": status.job_id}
+    if status.error is not None:
+        entry["error"] = status.error
+    state["history"] = [*previous.get("history", []), entry]
+    state["status"] = status.status
+    state["error"] = status.error if status.status == FAILED else None
+    state["updatedAt"] = status.time
+    return MergeResult(state=state, job=None, changed=True)
+
+
+def apply_reprocess(previous: dict[str, Any], requested_at: str, source: str) -> MergeResult:
+    """Deliberately send a new transcription job for the call: the next attempt, with its own
+    jobId. The command record that decided it is remembered like a deciding beat, so its
+    redelivery resends the same job instead of starting yet another attempt. Raises ValueError
+    when the call has no recording yet (nothing to transcribe)."""
+    call = previous.get("call", {})
+    team_id = previous["teamId"]
+    if previous.get("jobSource") == source and previous.get("jobId"):
+        job = build_job(team_id, call, previous["jobId"], previous["jobCreatedAt"],
+                        previous.get("attempt", 1))
+        return MergeResult(state=previous, job=job, changed=False)
+    if "recordingUrl" not in call:
+        raise ValueError(f"call {call.get('callId')} has no recording yet; nothing to reprocess")
+    attempt = int(previous.get("attempt", 1)) + 1
+    job_id = job_id_for(team_id, call["callId"], attempt)
+    state = dict(previous)
+    state.update({
+        "jobId": job_id, "attempt": attempt, "status": TRANSCRIBING, "error": None,
+        "jobSource": source, "jobCreatedAt": requested_at, "updatedAt": requested_at,
+        "history": [*previous.get("history", []),
+                    {"status": TRANSCRIBING, "at": requested_at, "jobId": job_id,
+                     "attempt": attempt}],
+    })
+    return MergeResult(state=state, job=build_job(team_id, call, job_id, requested_at, attempt),
+                       changed=True)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+
+
+def is_expired(state: dict[str, Any], now: datetime, ttl_s: float) -> bool:
+    """A call expires ttl_s after its last change (updatedAt)."""
+    return now - parse_time(state["updatedAt"]) >= timedelta(seconds=ttl_s)

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.contracts.messages import Submission, job_id_for
-from app.worker.merge import RECEIVED, TRANSCRIBING, merge_beat
+import pytest
+
+from app.contracts.messages import StatusUpdate, Submission, job_id_for
+from app.worker.merge import (
+    FAILED,
+    RECEIVED,
+    TRANSCRIBED,
+    TRANSCRIBING,
+    apply_reprocess,
+    apply_status,
+    is_expired,
+    merge_beat,
+)
 from tests.factories import beat1, beat2
 
 TEAM = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
@@ -118,3 +130,107 @@ def test_job_id_is_deterministic_and_team_scoped() -> None:
     assert job_id_for(TEAM, call_id) == job_id_for(TEAM.upper(), call_id.upper())
     assert job_id_for(TEAM, call_id) != job_id_for(other_team, call_id)
     assert job_id_for(TEAM, call_id, attempt=2) != job_id_for(TEAM, call_id)
+
+
+# ---- lifecycle: statuses, replay with a known job, reprocess, expiry ----------------------
+
+def status(state: dict[str, Any], value: str, error: str | None = None,
+           at: str = "2026-06-16T09:10:00.000Z", job_id: str | None = None) -> StatusUpdate:
+    return StatusUpdate(job_id=job_id or state["jobId"], call_id=state["callId"], status=value,
+                        error=error, time=at)
+
+
+def test_status_transcribed_is_the_last_transition_with_its_time() -> None:
+    call_id = str(uuid.uuid4())
+    state, _ = run(beat1(call_id), beat2(call_id))
+    assert [h["status"] for h in state["history"]] == [RECEIVED, TRANSCRIBING]
+    result = apply_status(state, status(state, TRANSCRIBED, at="2026-06-16T09:20:00.000Z"))
+    assert result.changed and result.job is None
+    assert result.state["status"] == TRANSCRIBED
+    assert [(h["status"], h["at"]) for h in result.state["history"]][-1] == (
+        TRANSCRIBED, "2026-06-16T09:20:00.000Z")
+    assert result.state["updatedAt"] == "2026-06-16T09:20:00.000Z"
+
+
+def test_status_failed_keeps_the_reason_and_a_later_success_clears_it() -> None:
+    state, _ = run(beat2(str(uuid.uuid4())))
+    failed = apply_status(state, status(state, FAILED, error="recording not found")).state
+    assert failed["status"] == FAILED and failed["error"] == "recording not found"
+    assert failed["history"][-1]["error"] == "recording not found"
+    ok = apply_status(failed, status(failed, TRANSCRIBED, at="2026-06-16T09:30:00.000Z")).state
+    assert ok["status"] == TRANSCRIBED and ok["error"] is None
+
+
+def test_repeated_or_backward_status_changes_nothing() -> None:
+    state, _ = run(beat2(str(uuid.uuid4())))
+    done = apply_status(state, status(state, TRANSCRIBED)).state
+    assert not apply_status(done, status(done, TRANSCRIBED)).changed
+    assert not apply_status(done, status(done, TRANSCRIBING)).changed
+    assert not apply_status(done, status(done, FAILED, error="late")).changed
+
+
+def test_status_for_a_job_of_another_call_is_refused() -> None:
+    state, _ = run(beat2(str(uuid.uuid4())))
+    with pytest.raises(ValueError, match="is not a job of call"):
+        apply_status(state, status(state, TRANSCRIBED, job_id=str(uuid.uuid4())))
+
+
+def test_status_without_a_job_is_refused() -> None:
+    state, _ = run(beat1(str(uuid.uuid4())))
+    with pytest.raises(ValueError):
+        apply_status(state, StatusUpdate(job_id=str(uuid.uuid4()), call_id=state["callId"],
+                                         status=TRANSCRIBED, error=None,
+                                         time="2026-06-16T09:10:00Z"))
+
+
+def test_replay_with_a_known_job_records_it_and_sends_nothing() -> None:
+    call_id = str(uuid.uuid4())
+    known = job_id_for(TEAM, call_id)
+    result = merge_beat(None, sub(beat2(call_id)), "commands/0/5", known_job_id=known)
+    assert result.job is None
+    assert result.state["jobId"] == known and result.state["status"] == TRANSCRIBING
+    # ...and a redelivery of that replay command does not send one either.
+    again = merge_beat(result.state, sub(beat2(call_id)), "commands/0/5", known_job_id=known)
+    assert again.job is None
+
+
+def test_replay_without_a_known_job_sends_the_first_one() -> None:
+    call_id = str(uuid.uuid4())
+    result = merge_beat(None, sub(beat2(call_id)), "commands/0/5", known_job_id=None)
+    assert result.job is not None and result.job["jobId"] == job_id_for(TEAM, call_id)
+
+
+def test_reprocess_sends_a_new_attempt_and_redelivery_resends_it() -> None:
+    call_id = str(uuid.uuid4())
+    state, jobs = run(beat2(call_id))
+    state = apply_status(state, status(state, FAILED, error="boom")).state
+    first = apply_reprocess(state, "2026-06-17T10:00:00.000Z", "commands/2/7")
+    assert first.job is not None and first.job["attempt"] == 2
+    assert first.job["jobId"] == job_id_for(TEAM, call_id, 2) != jobs[0]["jobId"]
+    assert first.state["status"] == TRANSCRIBING and first.state["error"] is None
+    assert first.state["history"][-1] == {"status": TRANSCRIBING, "at": "2026-06-17T10:00:00.000Z",
+                                          "jobId": first.job["jobId"], "attempt": 2}
+    redelivered = apply_reprocess(first.state, "2026-06-17T10:00:00.000Z", "commands/2/7")
+    assert redelivered.job == first.job and not redelivered.changed
+    second = apply_reprocess(first.state, "2026-06-17T11:00:00.000Z", "commands/2/9")
+    assert second.job is not None and second.job["attempt"] == 3
+    # A late status about attempt 1 no longer moves the call.
+    late = apply_status(second.state, status(state, TRANSCRIBED, job_id=jobs[0]["jobId"]))
+    assert not late.changed and late.state["status"] == TRANSCRIBING
+
+
+def test_reprocess_without_a_recording_is_refused() -> None:
+    state, _ = run(beat1(str(uuid.uuid4())))
+    with pytest.raises(ValueError, match="no recording"):
+        apply_reprocess(state, "2026-06-17T10:00:00.000Z", "commands/0/1")
+
+
+def test_expiry_counts_from_the_last_change() -> None:
+    state, _ = run(beat1(str(uuid.uuid4())))  # updatedAt 2026-06-16T09:06:00Z
+    last = datetime(2026, 6, 16, 9, 6, tzinfo=UTC)
+    assert not is_expired(state, last + timedelta(seconds=59), ttl_s=60)
+    assert is_expired(state, last + timedelta(seconds=60), ttl_s=60)
+    later = apply_status(run(beat2(state["callId"]))[0],
+                         status(run(beat2(state["callId"]))[0], TRANSCRIBED,
+                                at="2026-06-16T10:00:00.000Z")).state
+    assert not is_expired(later, last + timedelta(seconds=120), ttl_s=60)

@@ -1,0 +1,105 @@
+"""Every value the code writes validates against its published schema in schemas/topics/,
+and the schemas do reject what they must (so these tests can fail)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from app.contracts.messages import (
+    COMMAND_EXPIRE,
+    COMMAND_REPLAY,
+    COMMAND_REPROCESS,
+    Command,
+    PoisonMessage,
+    StatusUpdate,
+    Submission,
+    deadletter_value,
+    utc_now_iso,
+)
+from app.contracts.topic_schemas import TOPIC_SCHEMA_FILES, schema_errors
+from app.worker.merge import apply_reprocess, apply_status, merge_beat
+from tests.factories import beat1, beat2
+
+TEAM = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+
+
+def submission(call: dict[str, Any]) -> Submission:
+    return Submission.new(team_id=TEAM, key_id="k1", call=call)
+
+
+def test_every_topic_has_a_schema_with_a_version() -> None:
+    from app.contracts.topic_schemas import topic_validator
+    from app.contracts.topics import TopicNames, topic_specs
+
+    assert {spec.name for spec in topic_specs(TopicNames())} == set(TOPIC_SCHEMA_FILES)
+    for topic in TOPIC_SCHEMA_FILES:
+        schema = topic_validator(topic).schema
+        assert schema["properties"]["v"]["const"] == 1 and "v" in schema["required"]
+
+
+def test_submissions_records_and_jobs_validate() -> None:
+    call_id = str(uuid.uuid4())
+    first, second = submission(beat1(call_id)), submission(beat2(call_id, userId=str(uuid.uuid4())))
+    for value in (first.to_value(), second.to_value()):
+        assert schema_errors("calls.submissions", value) == []
+    r1 = merge_beat(None, first, "s/0/0")
+    r2 = merge_beat(r1.state, second, "s/0/1")
+    assert r2.job is not None
+    assert schema_errors("calls.records", r1.state) == []
+    assert schema_errors("calls.records", r2.state) == []
+    assert schema_errors("transcription.jobs", r2.job) == []
+    done = apply_status(r2.state, StatusUpdate(r2.job["jobId"], call_id, "failed", "no audio",
+                                               utc_now_iso())).state
+    assert schema_errors("calls.records", done) == []
+    again = apply_reprocess(done, utc_now_iso(), "c/0/3")
+    assert again.job is not None and again.job["attempt"] == 2
+    assert schema_errors("transcription.jobs", again.job) == []
+    assert schema_errors("calls.records", again.state) == []
+
+
+def test_status_commands_and_dead_letters_validate() -> None:
+    call_id = str(uuid.uuid4())
+    for status, error in (("transcribing", None), ("transcribed", None), ("failed", "boom")):
+        value = StatusUpdate(str(uuid.uuid4()), call_id, status, error, utc_now_iso()).to_value()
+        assert schema_errors("transcription.status", value) == []
+    sub = submission(beat2(call_id))
+    commands = [
+        Command(COMMAND_REPLAY, TEAM, call_id, utc_now_iso(), submission=sub,
+                known_job_id=sub.job_id),
+        Command(COMMAND_REPLAY, TEAM, call_id, utc_now_iso(), submission=sub),
+        Command(COMMAND_REPROCESS, TEAM, call_id, utc_now_iso()),
+        Command(COMMAND_EXPIRE, TEAM, call_id, utc_now_iso(), last_change_at=utc_now_iso()),
+    ]
+    for command in commands:
+        assert schema_errors("calls.commands", command.to_value()) == []
+        assert Command.from_bytes(orjson.dumps(command.to_value())) == command
+    letter = deadletter_value(topic="t", partition=1, offset=2, key=b"k", value=b"\xff{",
+                              reason="not JSON")
+    assert schema_errors("calls.deadletter", letter) == []
+
+
+@pytest.mark.parametrize(("topic", "value", "where"), [
+    ("transcription.status", {"v": 1, "type": "transcription.status", "jobId": str(uuid.uuid4()),
+                              "callId": str(uuid.uuid4()), "status": "failed", "error": None,
+                              "time": "2026-06-16T09:05:35Z"}, "error"),
+    ("transcription.status", {"v": 2, "type": "transcription.status", "jobId": str(uuid.uuid4()),
+                              "callId": str(uuid.uuid4()), "status": "transcribed",
+                              "error": None, "time": "2026-06-16T09:05:35Z"}, "v"),
+    ("transcription.jobs", {"v": 1, "type": "transcription.job"}, "(value)"),
+])
+def test_schemas_reject_broken_values(topic: str, value: dict[str, Any], where: str) -> None:
+    errors = schema_errors(topic, value)
+    assert errors and any(e.startswith(where) for e in errors)
+
+
+def test_status_parser_agrees_with_the_schema() -> None:
+    bad = {"v": 1, "type": "transcription.status", "jobId": str(uuid.uuid4()),
+           "callId": str(uuid.uuid4()), "status": "done", "error": None,
+           "time": "2026-06-16T09:05:35Z"}
+    assert schema_errors("transcription.status", bad)
+    with pytest.raises(PoisonMessage, match="status must be one of"):
+        StatusUpdate.from_bytes(orjson.dumps(bad))
