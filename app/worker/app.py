@@ -18,6 +18,7 @@ from app.contracts.messages import (
     dumps,
     record_key,
 )
+from app.ops.metrics import install_worker_metrics
 from app.settings import Settings
 from app.worker.merge import merge_beat
 
@@ -65,6 +66,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     records = app.topic(topics.records, **raw)
     jobs = app.topic(topics.jobs, **raw)
     deadletter = app.topic(topics.deadletter, **raw)
+    install_worker_metrics(app, topics.submissions, topics.jobs, topics.records, topics.deadletter)
     calls = app.Table("calls", default=None, partitions=settings.partitions,
                       schema=faust.Schema(key_type=str, key_serializer="json",
                                           value_serializer="json"))
