@@ -70,6 +70,8 @@ class Settings:
     producer_linger_ms: int = 2
     # Records waiting for the producer, per edge process; when full, requests wait (backpressure).
     edge_max_pending: int = 4096
+    # Kafka producers per edge process (aiokafka has one request in flight per producer).
+    edge_producers: int = 1
 
     worker_id: str = "voix-worker"
     worker_store: str = "rocksdb://"
@@ -109,6 +111,7 @@ class Settings:
             retry_after_s=_int(env, "VOIX_RETRY_AFTER_S", d.retry_after_s, minimum=1),
             producer_linger_ms=_int(env, "VOIX_PRODUCER_LINGER_MS", d.producer_linger_ms),
             edge_max_pending=_int(env, "VOIX_EDGE_MAX_PENDING", d.edge_max_pending, minimum=1),
+            edge_producers=_int(env, "VOIX_EDGE_PRODUCERS", d.edge_producers, minimum=1),
             worker_id=_str(env, "VOIX_WORKER_ID", d.worker_id),
             worker_store=_str(env, "VOIX_WORKER_STORE", d.worker_store),
             worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
@@ -143,6 +146,7 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_RETRY_AFTER_S": "Retry-After on 503 (default 2)",
     "VOIX_PRODUCER_LINGER_MS": "edge producer linger before a batch is sent (default 2)",
     "VOIX_EDGE_MAX_PENDING": "records queued for the producer per edge process (default 4096)",
+    "VOIX_EDGE_PRODUCERS": "Kafka producers per edge process, chosen by key (default 1)",
     "PROMETHEUS_MULTIPROC_DIR": "set by `edge --workers N` so /metrics sums all processes",
     "VOIX_WORKER_ID": "Faust app id = consumer group and table prefix (default voix-worker)",
     "VOIX_WORKER_STORE": "table store: rocksdb:// or memory:// (default rocksdb://)",

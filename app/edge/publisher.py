@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -43,12 +44,18 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """Owns the producer. Starts in the background so the edge is up (and says "not ready")
-    while the broker is still down."""
+    """Owns the producers. Starts in the background so the edge is up (and says "not ready")
+    while the broker is still down.
+
+    aiokafka keeps one produce request in flight per broker and producer, so under load the
+    throughput of one producer is what fits in a batch per round trip. `edge_producers` > 1
+    gives more requests in flight; a record's producer is chosen by its key, so the beats of
+    one call keep their order.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._producer: AIOKafkaProducer | None = None
+        self._producers: list[AIOKafkaProducer] = []
         self._connect_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.edge_max_pending)
@@ -71,9 +78,16 @@ class KafkaPublisher:
         self._connect_task = asyncio.create_task(self._connect_forever(), name="kafka-connect")
         self._funnel_task = asyncio.create_task(self._funnel(), name="kafka-funnel")
 
+    @property
+    def _producer(self) -> AIOKafkaProducer | None:
+        """The first producer, once all of them are connected."""
+        if len(self._producers) < self.settings.edge_producers:
+            return None
+        return self._producers[0]
+
     async def _connect_forever(self) -> None:
         delay = 0.25
-        while not self._stopping:
+        while not self._stopping and len(self._producers) < self.settings.edge_producers:
             producer = self._new_producer()
             try:
                 await producer.start()
@@ -85,16 +99,19 @@ class KafkaPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self._producer = producer
-            log.info("kafka producer connected to %s", self.settings.kafka_bootstrap)
-            return
+            self._producers.append(producer)
+            log.info("kafka producer %d connected to %s", len(self._producers),
+                     self.settings.kafka_bootstrap)
 
     async def _funnel(self) -> None:
         """Move queued records into the producer, oldest first, without awaiting deliveries."""
         queue = self._queue
+        producers = self._producers
+        wanted = self.settings.edge_producers
         while True:
             item = await queue.get()
-            producer = self._producer
+            producer = (producers[zlib.crc32(item.key) % wanted]
+                        if len(producers) == wanted else None)
             if item.future.done():  # the request already gave up (timeout, disconnect)
                 continue
             if producer is None:
@@ -118,13 +135,13 @@ class KafkaPublisher:
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connect_task
-        if self._producer is not None:
+        producers, self._producers = self._producers, []
+        for producer in producers:
             # stop() flushes what is pending; bound it so shutdown never hangs.
             try:
-                await asyncio.wait_for(self._producer.stop(), self.settings.produce_timeout_s * 2)
+                await asyncio.wait_for(producer.stop(), self.settings.produce_timeout_s * 2)
             except (TimeoutError, KafkaError) as exc:
                 log.warning("producer did not stop cleanly: %r", exc)
-            self._producer = None
 
     @property
     def ready(self) -> bool:

@@ -95,9 +95,16 @@ def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
     from faust.sensors import Sensor
 
     class _WorkerSensor(Sensor):  # type: ignore[misc]
+        """Counts sends by topic, and remembers the last finished offset per partition."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.finished: dict[Any, int] = {}
+
         def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
             if tp.topic == submissions:
                 WORKER_MERGES.inc()
+                self.finished[tp] = offset
 
         def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
                               valsize: int) -> Any:
@@ -111,23 +118,28 @@ def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
             elif state == deadletter:
                 WORKER_DEADLETTERS.inc()
 
-    app.sensors.add(_WorkerSensor())
+    sensor = _WorkerSensor()
+    app.sensors.add(sensor)
 
-    def update_lag() -> None:
+    async def update_lag() -> None:
+        """Lag = the partition's end offset (asked from the broker now) minus the next offset
+        this worker has yet to finish; records fetched but still buffered count as lag."""
         consumer = app.consumer
-        read_offsets = getattr(consumer, "_read_offset", {})
-        for tp in consumer.assignment():
-            if tp.topic != submissions:
-                continue
-            highwater = consumer.highwater(tp)
-            read = read_offsets.get(tp)
-            next_offset = 0 if read is None else read + 1
-            if highwater is not None:
-                WORKER_CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - next_offset, 0))
+        tps = [tp for tp in consumer.assignment() if tp.topic == submissions]
+        if not tps:
+            return
+        ends = await consumer.highwaters(*tps)
+        for tp in tps:
+            if tp in sensor.finished:
+                next_offset = sensor.finished[tp] + 1
+            else:  # nothing finished here yet: where the consumer stands
+                next_offset = await consumer.position(tp) or 0
+            WORKER_CONSUMER_LAG.labels(str(tp.partition)).set(
+                max(ends.get(tp, next_offset) - next_offset, 0))
 
     @app.page("/metrics")  # type: ignore[misc,untyped-decorator]
     async def metrics_view(web_: Any, request: Any) -> Any:
-        update_lag()
+        await update_lag()
         body, content_type = render()
         return web_.bytes(body, content_type=content_type.split(";")[0])
 
