@@ -78,6 +78,8 @@ class Settings:
     worker_data_dir: Path = PROJECT_ROOT / "var" / "worker"
     worker_web_port: int = 6066
     processing_guarantee: str = "at_least_once"
+    # Longest a worker fetch waits at the broker for data (Faust's own default is 1500 ms).
+    worker_fetch_wait_ms: int = 20
 
     log_level: str = "INFO"
 
@@ -117,6 +119,7 @@ class Settings:
             worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
             worker_web_port=_int(env, "VOIX_WORKER_WEB_PORT", d.worker_web_port),
             processing_guarantee=guarantee,
+            worker_fetch_wait_ms=_int(env, "VOIX_WORKER_FETCH_WAIT_MS", d.worker_fetch_wait_ms, 1),
             log_level=_str(env, "VOIX_LOG_LEVEL", d.log_level).upper(),
         )
 
@@ -152,6 +155,7 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_WORKER_STORE": "table store: rocksdb:// or memory:// (default rocksdb://)",
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
     "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
+    "VOIX_WORKER_FETCH_WAIT_MS": "longest wait of a worker fetch at the broker (default 20)",
     "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once)",
     "VOIX_LOG_LEVEL": "DEBUG, INFO, WARNING (default INFO)",
 }

@@ -21,6 +21,7 @@ from app.contracts.messages import (
 from app.ops.metrics import install_worker_metrics
 from app.settings import Settings
 from app.worker.merge import merge_beat
+from app.worker.tuning import limit_fetch_wait
 
 log = logging.getLogger("voix.worker")
 
@@ -67,6 +68,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     jobs = app.topic(topics.jobs, **raw)
     deadletter = app.topic(topics.deadletter, **raw)
     install_worker_metrics(app, topics.submissions, topics.jobs, topics.records, topics.deadletter)
+    limit_fetch_wait(app, settings.worker_fetch_wait_ms)
     calls = app.Table("calls", default=None, partitions=settings.partitions,
                       schema=faust.Schema(key_type=str, key_serializer="json",
                                           value_serializer="json"))
