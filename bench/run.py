@@ -90,6 +90,13 @@ def fetch(url: str) -> str:
         return str(resp.read().decode())
 
 
+def fetch_or_empty(url: str) -> str:
+    try:
+        return fetch(url)
+    except OSError:
+        return ""
+
+
 def metric_sum(text: str, name: str) -> float:
     """Sum of every sample of one metric in a Prometheus text page."""
     total = 0.0
@@ -324,17 +331,11 @@ class Bench:
         self.stack_prefix = prefix
         env = self.env(prefix)
         self.worker_ports = []
-        for i in range(self.args.worker_procs):
-            web_port = free_port()
-            self.worker_ports.append(web_port)
-            self.start(f"worker{i}", [PY, "-m", "app", "worker", "--web-port", str(web_port),
-                                      "--data-dir", str(self.workdir / f"worker{i}")], env)
+        self.start_worker(0, env)
         port = free_port()
         self.start("edge", [PY, "-m", "app", "edge", "--port", str(port), "--workers",
                             str(self.args.edge_procs)], env)
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        for web_port in self.worker_ports:
-            wait_http(f"http://127.0.0.1:{web_port}/metrics", 120)
         # One call through the whole pipeline proves the workers have their partitions.
         jobs_topic = prefix + "transcription.jobs"
         self.wrk(port, 2, 60, mode="finishing", calls_per_thread=1,
@@ -345,7 +346,23 @@ class Bench:
             time.sleep(0.5)
         if time.monotonic() >= deadline:
             raise TimeoutError("the warm-up call never reached transcription.jobs")
+        # Further workers join one at a time, so each rebalance settles before the next.
+        for i in range(1, self.args.worker_procs):
+            web_port = self.start_worker(i, env)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and "voix_worker_consumer_lag{" not in \
+                    fetch_or_empty(f"http://127.0.0.1:{web_port}/metrics"):
+                time.sleep(0.5)
+            log(f"worker {i} has partitions after {120 - (deadline - time.monotonic()):.0f}s")
         return port
+
+    def start_worker(self, i: int, env: dict[str, str]) -> int:
+        web_port = free_port()
+        self.worker_ports.append(web_port)
+        self.start(f"worker{i}", [PY, "-m", "app", "worker", "--web-port", str(web_port),
+                                  "--data-dir", str(self.workdir / f"worker{i}")], env)
+        wait_http(f"http://127.0.0.1:{web_port}/metrics", 120)
+        return web_port
 
     def worker_totals(self) -> tuple[float, float]:
         merges = lag = 0.0
