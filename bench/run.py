@@ -543,6 +543,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "aiohttp": version("aiohttp"), "aiokafka": version("aiokafka"),
         "faust-streaming": version("faust-streaming"),
         "edge_processes": args.edge_procs, "worker_processes": args.worker_procs,
+        "edge_producers_per_process": args.edge_producers,
         "quick": args.quick,
     }
 
@@ -692,7 +693,8 @@ def markdown(res: dict[str, Any], machine: dict[str, Any], png: str) -> str:
              "(private single-node KRaft broker started and stopped by the bench)",
              f"- aiohttp {m['aiohttp']}, aiokafka {m['aiokafka']}, faust-streaming "
              f"{m['faust-streaming']}; load generator {m['wrk']} (2 threads)",
-             f"- edge processes: {m['edge_processes']} (SO_REUSEPORT); worker processes: "
+             f"- edge processes: {m['edge_processes']} (SO_REUSEPORT), "
+             f"{m.get('edge_producers_per_process', '?')} producers each; worker processes: "
              f"{m['worker_processes']}; run at {m['date']}"
              + (" — **quick run (BENCH_QUICK=1)**" if m["quick"] else ""), "",
              "## Targets", "", "| target | measured | ratio | goal | met |",
@@ -817,7 +819,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--edge-producers", type=int, default=2,
                    help="Kafka producers per edge process, VOIX_EDGE_PRODUCERS (default 2)")
     p.add_argument("--phases", default="all",
-                   help="comma-separated subset while iterating, e.g. bare,edge (no report)")
+                   help="comma-separated subset while iterating (no report): 'bare handler', "
+                        "edge, 'kafka ceilings', stack, saturated, end-to-end, burst")
     p.add_argument("--worker-procs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--concurrencies", default=None, help="wrk connections, comma separated")
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run")
