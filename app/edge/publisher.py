@@ -123,6 +123,11 @@ class KafkaPublisher:
                 if not item.future.done():
                     item.future.set_exception(exc)
                 continue
+            except Exception as exc:  # the funnel must outlive any one record
+                log.exception("producer.send failed")
+                if not item.future.done():
+                    item.future.set_exception(BrokerUnavailable(f"send failed: {exc!r}"))
+                continue
             delivery.add_done_callback(item.settle)
 
     async def stop(self) -> None:

@@ -98,3 +98,26 @@ async def test_one_key_always_uses_the_same_producer() -> None:
         assert len(owners) == 30 and all(p.sent for p in producers)
     finally:
         await pub.stop()
+
+
+async def test_the_funnel_survives_a_failing_send() -> None:
+    pub, (producer,) = publisher()
+    calls = {"n": 0}
+    real_send = producer.send
+
+    async def flaky_send(topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("unexpected")
+        return await real_send(topic, value=value, key=key)
+
+    producer.send = flaky_send  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await asyncio.wait_for(pub.publish("t", b"a", b"v"), 1)
+        second = asyncio.create_task(pub.publish("t", b"b", b"v"))
+        await asyncio.sleep(0.01)
+        producer.deliveries[0].set_result(object())
+        await asyncio.wait_for(second, 1)
+    finally:
+        await pub.stop()
