@@ -13,7 +13,7 @@ export KAFKA_BOOTSTRAP
 endif
 
 .PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
-        broker-status topics clean test-faults
+        broker-status topics clean test-faults bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,12 @@ typecheck: install ## mypy
 	$(VENV)/bin/mypy
 
 check: lint typecheck test ## lint, typecheck and test
+
+bench: install ## benchmarks on a private broker -> docs/benchmarks.md (BENCH_QUICK=1: short run)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	bash $(BROKER) install
+	$(PY) bench/run.py
 
 clean: ## remove local state (keys, worker state); the broker's data stays unless broker-down + rm
 	rm -rf var/worker .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
                           description="Run the HTTP edge.")
     edge.add_argument("--host", help="listen address (default VOIX_EDGE_HOST or 127.0.0.1)")
     edge.add_argument("--port", type=int, help="listen port (default VOIX_EDGE_PORT or 8080)")
+    edge.add_argument("--workers", type=int, default=1,
+                      help="edge processes sharing the port via SO_REUSEPORT, each with its "
+                           "own producer (default 1)")
+    edge.add_argument("--reuse-port", action="store_true",
+                      help="bind with SO_REUSEPORT (set by --workers for its children)")
 
     worker = sub.add_parser("worker", help="run the Faust worker that merges beats into jobs",
                             description="Run the Faust worker (one process; run several to "
@@ -116,7 +121,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         overrides = {k: v for k, v in (("edge_host", args.host), ("edge_port", args.port))
                      if v is not None}
-        run_edge(settings.with_overrides(**overrides))
+        if args.workers > 1:
+            from app.edge.supervisor import run_edge_processes
+
+            return run_edge_processes(settings.with_overrides(**overrides), args.workers)
+        run_edge(settings.with_overrides(**overrides), reuse_port=args.reuse_port)
         return 0
     if args.command == "worker":
         from app.worker.run import run_worker

@@ -74,6 +74,10 @@ class Settings:
     # A client must send its body within this time (408), and an idle or half-sent-headers
     # connection is closed after it.
     client_timeout_s: float = 15.0
+    # Records waiting for the producer, per edge process; when full, requests wait (backpressure).
+    edge_max_pending: int = 4096
+    # Kafka producers per edge process (aiokafka has one request in flight per producer).
+    edge_producers: int = 1
 
     worker_id: str = "voix-worker"
     worker_store: str = "rocksdb://"
@@ -87,6 +91,8 @@ class Settings:
     # Where the edge asks for a call's lifecycle (any worker; Faust forwards to the owner).
     worker_urls: tuple[str, ...] = ("http://127.0.0.1:6066",)
     lifecycle_timeout_s: float = 3.0
+    # Longest a worker fetch waits at the broker for data (Faust's own default is 1500 ms).
+    worker_fetch_wait_ms: int = 20
 
     log_level: str = "INFO"
 
@@ -127,6 +133,8 @@ class Settings:
             rate_limit_per_s=_float(env, "VOIX_RATE_LIMIT_PER_S", d.rate_limit_per_s),
             rate_limit_burst=_int(env, "VOIX_RATE_LIMIT_BURST", d.rate_limit_burst, minimum=1),
             client_timeout_s=_float(env, "VOIX_CLIENT_TIMEOUT_S", d.client_timeout_s),
+            edge_max_pending=_int(env, "VOIX_EDGE_MAX_PENDING", d.edge_max_pending, minimum=1),
+            edge_producers=_int(env, "VOIX_EDGE_PRODUCERS", d.edge_producers, minimum=1),
             worker_id=_str(env, "VOIX_WORKER_ID", d.worker_id),
             worker_store=_str(env, "VOIX_WORKER_STORE", d.worker_store),
             worker_data_dir=Path(_str(env, "VOIX_WORKER_DATA_DIR", str(d.worker_data_dir))),
@@ -136,6 +144,7 @@ class Settings:
             expiry_sweep_s=_float(env, "VOIX_EXPIRY_SWEEP_S", d.expiry_sweep_s),
             worker_urls=worker_urls or d.worker_urls,
             lifecycle_timeout_s=_float(env, "VOIX_LIFECYCLE_TIMEOUT_S", d.lifecycle_timeout_s),
+            worker_fetch_wait_ms=_int(env, "VOIX_WORKER_FETCH_WAIT_MS", d.worker_fetch_wait_ms, 1),
             log_level=_str(env, "VOIX_LOG_LEVEL", d.log_level).upper(),
         )
 
@@ -166,10 +175,15 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_RATE_LIMIT_PER_S": "requests per second per API key and edge process (default 100)",
     "VOIX_RATE_LIMIT_BURST": "burst per API key and edge process before 429 (default 200)",
     "VOIX_CLIENT_TIMEOUT_S": "body read limit (408) and idle-connection timeout (default 15)",
+    "VOIX_PRODUCER_LINGER_MS": "edge producer linger before a batch is sent (default 2)",
+    "VOIX_EDGE_MAX_PENDING": "records queued for the producer per edge process (default 4096)",
+    "VOIX_EDGE_PRODUCERS": "Kafka producers per edge process, chosen by key (default 1)",
+    "PROMETHEUS_MULTIPROC_DIR": "set by `edge --workers N` so /metrics sums all processes",
     "VOIX_WORKER_ID": "Faust app id = consumer group and table prefix (default voix-worker)",
     "VOIX_WORKER_STORE": "table store: rocksdb:// or memory:// (default rocksdb://)",
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
     "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
+    "VOIX_WORKER_FETCH_WAIT_MS": "longest wait of a worker fetch at the broker (default 20)",
     "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once)",
     "VOIX_TOPIC_STATUS": "transcriber status topic (default transcription.status)",
     "VOIX_TOPIC_COMMANDS": "worker control topic: replay/reprocess/expire (default calls.commands)",

@@ -30,9 +30,11 @@ from app.contracts.messages import (
     record_key,
     utc_now_iso,
 )
+from app.ops.metrics import install_worker_metrics
 from app.settings import Settings
 from app.worker.lifecycle import register_lifecycle_view
 from app.worker.merge import MergeResult, apply_reprocess, apply_status, is_expired, merge_beat
+from app.worker.tuning import limit_fetch_wait
 
 log = logging.getLogger("voix.worker")
 
@@ -83,6 +85,8 @@ def create_worker_app(settings: Settings) -> faust.App:
     jobs = app.topic(topics.jobs, **raw)
     deadletter = app.topic(topics.deadletter, **raw)
     commands = app.topic(topics.commands, partitions=settings.partitions, **raw)
+    install_worker_metrics(app, topics.submissions, topics.jobs, topics.records, topics.deadletter)
+    limit_fetch_wait(app, settings.worker_fetch_wait_ms)
     # Keyed by the raw callId bytes, exactly like the input topics: the changelog partition of
     # a call equals its topic partition, so Faust's router (table_route) finds the owner.
     # The value maps teamId -> that team's call state (two teams may use the same callId).

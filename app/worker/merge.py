@@ -77,6 +77,7 @@ def merge_beat(
         "error": prev.get("error"),
         "jobSource": prev.get("jobSource"),
         "jobCreatedAt": prev.get("jobCreatedAt"),
+        "job": prev.get("job"),
         "createdAt": prev.get("createdAt", received_at),
         "updatedAt": prev.get("updatedAt", received_at),
     }
@@ -98,9 +99,12 @@ def merge_beat(
         state["jobSource"] = source
         state["jobCreatedAt"] = received_at
         job = build_job(submission.team_id, call, job_id, received_at)
+        state["job"] = job
     elif source is not None and state["jobSource"] == source:
-        # Redelivery of the record that decided the job: send it again, never lose it.
-        job = build_job(submission.team_id, call, state["jobId"], state["jobCreatedAt"])
+        # Redelivery of the record that decided the job: send it again, never lose it. The job
+        # as first sent, not rebuilt: later beats may already have changed the call.
+        job = state["job"] or build_job(submission.team_id, call, state["jobId"],
+                                        state["jobCreatedAt"])
 
     changed = previous is None or call != prev["call"] or state["jobId"] != prev.get("jobId")
     if changed:
@@ -170,23 +174,23 @@ def apply_reprocess(previous: dict[str, Any], requested_at: str, source: str) ->
     call = previous.get("call", {})
     team_id = previous["teamId"]
     if previous.get("jobSource") == source and previous.get("jobId"):
-        job = build_job(team_id, call, previous["jobId"], previous["jobCreatedAt"],
-                        previous.get("attempt", 1))
+        job = previous.get("job") or build_job(team_id, call, previous["jobId"],
+                                               previous["jobCreatedAt"], previous.get("attempt", 1))
         return MergeResult(state=previous, job=job, changed=False)
     if "recordingUrl" not in call:
         raise ValueError(f"call {call.get('callId')} has no recording yet; nothing to reprocess")
     attempt = int(previous.get("attempt", 1)) + 1
     job_id = job_id_for(team_id, call["callId"], attempt)
+    job = build_job(team_id, call, job_id, requested_at, attempt)
     state = dict(previous)
     state.update({
-        "jobId": job_id, "attempt": attempt, "status": TRANSCRIBING, "error": None,
+        "job": job, "jobId": job_id, "attempt": attempt, "status": TRANSCRIBING, "error": None,
         "jobSource": source, "jobCreatedAt": requested_at, "updatedAt": requested_at,
         "history": [*previous.get("history", []),
                     {"status": TRANSCRIBING, "at": requested_at, "jobId": job_id,
                      "attempt": attempt}],
     })
-    return MergeResult(state=state, job=build_job(team_id, call, job_id, requested_at, attempt),
-                       changed=True)
+    return MergeResult(state=state, job=job, changed=True)
 
 
 def parse_time(value: str) -> datetime:

@@ -234,3 +234,16 @@ def test_expiry_counts_from_the_last_change() -> None:
                          status(run(beat2(state["callId"]))[0], TRANSCRIBED,
                                 at="2026-06-16T10:00:00.000Z")).state
     assert not is_expired(later, last + timedelta(seconds=120), ttl_s=60)
+
+
+def test_redelivered_job_is_the_job_as_first_sent() -> None:
+    # The table can be restored ahead of the committed offset: a later beat was merged, then
+    # the deciding record comes again. The resent job must be identical, not rebuilt.
+    call_id = str(uuid.uuid4())
+    first = merge_beat(None, sub(beat2(call_id)), "t/1/5")
+    user = str(uuid.uuid4())
+    later = merge_beat(first.state, sub(beat2(call_id, userId=user)), "t/1/6")
+    redelivered = merge_beat(later.state, sub(beat2(call_id)), "t/1/5")
+    assert first.job is not None and first.job["userId"] is None
+    assert redelivered.job == first.job
+    assert redelivered.state["call"]["userId"] == user  # the record keeps the later value

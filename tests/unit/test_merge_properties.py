@@ -79,6 +79,8 @@ def check_outcome(log: list[tuple[int, dict[str, Any]]], table: dict[str, Any],
             decided = latest_values(log[: first + 1], team_index)
             assert mine[0]["recordingUrl"] == decided["recordingUrl"]
             assert mine[0]["duration"] == decided.get("duration")
+            # A resent job (redelivery after a crash) is the job as first sent, byte for byte.
+            assert all(j == mine[0] for j in mine)
         else:
             assert mine == [] and state["jobId"] is None
 
