@@ -82,6 +82,10 @@ async def get_call(request: web.Request) -> web.Response:
     call_id = call_id.lower()
     ring = request.app[KEYRING].current
     wanted_team = request.query.get("teamId", "").lower() or None
+    if "teamId" in request.query and not is_uuid(wanted_team):
+        raise ApiError(400, "invalid_body", "teamId must be a UUID.",
+                       [FieldProblem("teamId", "must be a UUID such as "
+                                               "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed")])
 
     def visible(team: str) -> bool:
         if not key.workspace_wide:

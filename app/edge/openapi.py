@@ -35,6 +35,22 @@ _ACCEPTED = {
                   "description": "Present when status is transcribing; the same on every retry."},
     },
 }
+_CALL = {
+    "type": "object",
+    "required": ["teamId", "callId", "status", "call", "history"],
+    "properties": {
+        "teamId": {"type": "string"},
+        "callId": {"type": "string"},
+        "status": {"type": "string",
+                   "enum": ["received", "transcribing", "transcribed", "failed"]},
+        "jobId": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"], "description": "The failure reason, if failed."},
+        "call": {"type": "object", "description": "The merged fields, latest values."},
+        "history": {"type": "array", "items": {
+            "type": "object", "required": ["status", "at"],
+            "properties": {"status": {"type": "string"}, "at": {"type": "string"}}}},
+    },
+}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
                                 "schema": {"type": "integer", "minimum": 1}}}
 
@@ -86,6 +102,29 @@ def build_openapi(submission_schema: dict[str, Any] | None = None) -> dict[str, 
                     "429": _error("Too many requests for this key.", retry_after=True),
                     "503": _error("The broker did not acknowledge; the call may not be stored.",
                                   retry_after=True),
+                },
+            }},
+            "/calls/{callId}": {"get": {
+                "operationId": "getCall",
+                "summary": "A call's merged state and lifecycle (received, transcribing, "
+                           "transcribed or failed, with the time of each transition)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {"name": "callId", "in": "path", "required": True,
+                     "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "teamId", "in": "query", "required": False,
+                     "description": "Only with a workspace-wide key whose teams share the "
+                                    "callId.",
+                     "schema": {"type": "string", "format": "uuid"}},
+                ],
+                "responses": {
+                    "200": {"description": "The call as the worker merged it.",
+                            "content": {"application/json": {"schema": _CALL}}},
+                    "400": _error("callId or teamId is not a UUID, or teamId is needed."),
+                    "401": _error("No key, or an unknown or revoked key."),
+                    "404": _error("No such call for this key (other teams' calls included)."),
+                    "429": _error("Too many requests for this key.", retry_after=True),
+                    "503": _error("No worker answered in time.", retry_after=True),
                 },
             }},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",

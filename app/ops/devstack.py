@@ -74,13 +74,20 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
              "--data-dir", str(data_dir)], env=env, cwd=PROJECT_ROOT))
     procs.append(subprocess.Popen([python, "-m", "app", "edge"], env=env, cwd=PROJECT_ROOT))
 
-    def stop_all(*_: object) -> None:
+    stopped_by_user = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopped_by_user
+        stopped_by_user = True
+        stop_all()
+
+    def stop_all() -> None:
         for p in procs:
             if p.poll() is None:
                 p.terminate()
 
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     base = f"http://{settings.edge_host}:{settings.edge_port}"
     if not _wait_ready(f"{base}/readyz", procs, timeout_s=60):
         print("the stack did not become ready; see the logs above", file=sys.stderr)
@@ -105,4 +112,6 @@ Ctrl-C stops everything.
         time.sleep(0.5)
     stop_all()
     codes = [p.wait(timeout=60) for p in procs]
-    return max((c for c in codes if c and c > 0), default=0)
+    if stopped_by_user:
+        return 0  # Ctrl-C or SIGTERM: children stopping on the signal is not a failure
+    return max((c if c > 0 else 1 for c in codes if c), default=0)
