@@ -97,14 +97,7 @@ class Submission:
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> Submission:
         """Parse and check a submissions-topic value; anything unusable is a PoisonMessage."""
-        if raw is None:
-            raise PoisonMessage("empty value")
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise PoisonMessage(f"value is not JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise PoisonMessage("value is not a JSON object")
+        value = _json_object(raw)
         if value.get("v") != FORMAT_VERSION or value.get("type") != SUBMISSION_TYPE:
             raise PoisonMessage(
                 f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}"

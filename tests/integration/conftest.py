@@ -46,14 +46,8 @@ def stack(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """One edge and one worker on topics unique to this test session."""
     stack = Stack(bootstrap=bootstrap, prefix=f"it-{uuid.uuid4().hex[:10]}.",
                   workdir=tmp_path_factory.mktemp("stack"))
-    stack.cli("topics", "create")
-    stack.start_worker()
-    stack.start_edge()
-    try:
-        stack.wait_http(f"{stack.url}/readyz")
+    with stack.running():
         yield stack
-    finally:
-        stack.stop_all()
 
 
 @pytest.fixture(scope="session")

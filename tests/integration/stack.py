@@ -4,6 +4,7 @@ on unique topics and a unique consumer group, and a reader for what landed downs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,18 @@ class Stack:
             return None
         proc.kill()
         return proc.wait(timeout=30)
+
+    @contextlib.contextmanager
+    def running(self, worker: str = "worker", **worker_env: str) -> Iterator[Stack]:
+        """Topics, one worker and the edge, up and ready for the block; stopped after it."""
+        self.cli("topics", "create")
+        self.start_worker(worker, **worker_env)
+        self.start_edge()
+        try:
+            self.wait_http(f"{self.url}/readyz")
+            yield self
+        finally:
+            self.stop_all()
 
     def stop_all(self) -> None:
         for name in list(self.procs):

@@ -26,14 +26,8 @@ def short_lived(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """A worker that forgets calls TTL_S seconds after their last change."""
     stack = Stack(bootstrap=bootstrap, prefix=f"it-exp-{uuid.uuid4().hex[:8]}.",
                   workdir=tmp_path_factory.mktemp("expiry"))
-    stack.cli("topics", "create")
-    stack.start_worker(VOIX_STATE_TTL_S=str(TTL_S), VOIX_EXPIRY_SWEEP_S="1")
-    stack.start_edge()
-    try:
-        stack.wait_http(f"{stack.url}/readyz")
+    with stack.running(VOIX_STATE_TTL_S=str(TTL_S), VOIX_EXPIRY_SWEEP_S="1"):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def records_for(records: list[Record], call_id: str) -> list[Record]:

@@ -31,15 +31,9 @@ def user_of(call_id: str) -> str:
 def pair(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(bootstrap=bootstrap, prefix=f"it-two-{uuid.uuid4().hex[:8]}.",
                   workdir=tmp_path_factory.mktemp("workers"))
-    stack.cli("topics", "create")
     stack.worker_ports["w2"] = free_port()  # the edge learns both URLs up front
-    stack.start_worker("w1")
-    stack.start_edge()
-    try:
-        stack.wait_http(f"{stack.url}/readyz")
+    with stack.running("w1"):
         yield stack
-    finally:
-        stack.stop_all()
 
 
 async def group_size(stack: Stack) -> int:
