@@ -263,6 +263,7 @@ async def test_broker_stopped_under_load(private_broker: PrivateBroker, tmp_path
 
 # ---- 4. a second worker joins, then leaves ---------------------------------------------
 
+@pytest.mark.rebalance
 async def test_second_worker_joins_and_leaves(scenario: Scenario) -> None:
     scenario.start_worker()
     scenario.start_edge()
