@@ -156,7 +156,11 @@ class Bench:
                     "VOIX_KEYS_FILE": str(self.workdir / "keys.json"),
                     "VOIX_WORKER_ID": f"{prefix}worker",
                     "VOIX_LOG_LEVEL": self.args.log_level,
-                    "VOIX_EDGE_PRODUCERS": str(self.args.edge_producers)})
+                    "VOIX_EDGE_PRODUCERS": str(self.args.edge_producers),
+                    # The bench posts with one API key; at the default per-key limit (100/s)
+                    # it would measure the 429 path. The limiter still runs on every request.
+                    "VOIX_RATE_LIMIT_PER_S": "1000000000",
+                    "VOIX_RATE_LIMIT_BURST": "1000000000"})
         return env
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
