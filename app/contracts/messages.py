@@ -97,11 +97,7 @@ class Submission:
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> Submission:
         """Parse and check a submissions-topic value; anything unusable is a PoisonMessage."""
-        value = _json_object(raw)
-        if value.get("v") != FORMAT_VERSION or value.get("type") != SUBMISSION_TYPE:
-            raise PoisonMessage(
-                f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}"
-            )
+        value = _envelope(raw, SUBMISSION_TYPE)
         call = value.get("call")
         problems = default_validator().problems(call)
         if problems:
@@ -152,6 +148,15 @@ def _json_object(raw: bytes | None) -> dict[str, Any]:
     return value
 
 
+def _envelope(raw: bytes | None, expected_type: str) -> dict[str, Any]:
+    """A JSON object of our format version and the expected type, or a PoisonMessage."""
+    value = _json_object(raw)
+    if value.get("v") != FORMAT_VERSION or value.get("type") != expected_type:
+        raise PoisonMessage(
+            f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
+    return value
+
+
 def message_type(raw: bytes | None) -> str:
     """The `type` of a value on any of our topics (PoisonMessage if it has none)."""
     value = _json_object(raw)
@@ -178,10 +183,7 @@ class StatusUpdate:
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> StatusUpdate:
-        value = _json_object(raw)
-        if value.get("v") != FORMAT_VERSION or value.get("type") != STATUS_TYPE:
-            raise PoisonMessage(
-                f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
+        value = _envelope(raw, STATUS_TYPE)
         job_id, call_id, status = value.get("jobId"), value.get("callId"), value.get("status")
         error, time = value.get("error"), value.get("time")
         if not is_uuid(job_id) or not is_uuid(call_id):
@@ -234,10 +236,7 @@ class Command:
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> Command:
-        value = _json_object(raw)
-        if value.get("v") != FORMAT_VERSION or value.get("type") != COMMAND_TYPE:
-            raise PoisonMessage(
-                f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
+        value = _envelope(raw, COMMAND_TYPE)
         command, team_id, call_id, at = (value.get("command"), value.get("teamId"),
                                          value.get("callId"), value.get("at"))
         if command not in COMMANDS:

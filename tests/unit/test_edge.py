@@ -56,19 +56,26 @@ class Edge:
         return await self.client.post("/submit", headers=headers, **kw)
 
 
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    settings = Settings(keys_file=tmp_path / "keys.json", max_body_bytes=16384)
+async def start_edge(tmp_path: Path, **settings_overrides: object) -> Edge:
+    """An edge on a test server with a recording publisher, a team key and a workspace key."""
+    settings = Settings(keys_file=tmp_path / "keys.json", max_body_bytes=16384
+                        ).with_overrides(**settings_overrides)
     store = KeyStore(settings.keys_file)
     team_key, _ = store.create(workspace_id=WS, team_id=TEAM)
     workspace_key, _ = store.create(workspace_id=WS, team_id=None)
     publisher = RecordingPublisher()
     client = TestClient(TestServer(create_app(settings, publisher=publisher)))
     await client.start_server()
+    return Edge(client, publisher, team_key, workspace_key, store)
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
+    started = await start_edge(tmp_path)
     try:
-        yield Edge(client, publisher, team_key, workspace_key, store)
+        yield started
     finally:
-        await client.close()
+        await started.client.close()
 
 
 async def test_beat1_answers_received_and_publishes(edge: Edge) -> None:

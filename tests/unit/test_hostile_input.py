@@ -10,27 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from app.contracts.recording_url import recording_url_problem
 from app.contracts.submission import default_validator
-from app.edge.app import create_app
 from app.edge.guards import RateLimiter
-from app.ops.keys import KeyStore
-from app.settings import Settings
 from tests.factories import beat1, beat2
-from tests.unit.test_edge import TEAM, WS, Edge, RecordingPublisher
-
-
-async def _edge(tmp_path: Path, **settings_overrides: object) -> Edge:
-    settings = Settings(keys_file=tmp_path / "keys.json").with_overrides(**settings_overrides)
-    store = KeyStore(settings.keys_file)
-    team_key, _ = store.create(workspace_id=WS, team_id=TEAM)
-    workspace_key, _ = store.create(workspace_id=WS, team_id=None)
-    publisher = RecordingPublisher()
-    client = TestClient(TestServer(create_app(settings, publisher=publisher)))
-    await client.start_server()
-    return Edge(client, publisher, team_key, workspace_key, store)
+from tests.unit.test_edge import TEAM, Edge, start_edge
 
 
 @pytest.fixture
@@ -38,7 +23,7 @@ async def make_edge(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     edges: list[Edge] = []
 
     async def make(**overrides: object) -> Edge:
-        edge = await _edge(tmp_path / str(len(edges)), **overrides)
+        edge = await start_edge(tmp_path / str(len(edges)), **overrides)
         edges.append(edge)
         return edge
 
