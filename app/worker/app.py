@@ -34,6 +34,7 @@ from app.ops.metrics import install_worker_metrics
 from app.settings import Settings
 from app.worker.lifecycle import register_lifecycle_view
 from app.worker.merge import MergeResult, apply_reprocess, apply_status, is_expired, merge_beat
+from app.worker.rebalance import RebalanceSafeTransport
 from app.worker.tuning import limit_fetch_wait
 
 log = logging.getLogger("voix.worker")
@@ -55,6 +56,10 @@ class IngestWorker(faust.App):
                      getattr(agent, "name", agent), exc, exc_info=exc)
         # A hard exit is the only way to be sure Faust commits nothing on the way out.
         asyncio.get_running_loop().call_soon(os._exit, CRASH_EXIT_CODE)
+
+    def _new_transport(self) -> Any:
+        # Faust's aiokafka transport, with the rebalance seek fix (see app.worker.rebalance).
+        return RebalanceSafeTransport(self.conf.broker_consumer, self)
 
 
 def create_worker_app(settings: Settings) -> faust.App:
