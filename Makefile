@@ -43,8 +43,8 @@ WORKERS ?= 1
 run: install broker-up ## install, start the broker, the worker(s) (WORKERS=N) and the edge; print URL and key
 	$(PY) -m app run --workers $(WORKERS)
 
-test: install broker-up ## every test but the rebalance fault scenario (see make test-faults)
-	$(PY) -m pytest -m "not rebalance"
+test: install broker-up ## every test: unit, broker integration, fault scenarios
+	$(PY) -m pytest
 
 test-faults: install broker-up ## fault injection (kill workers/edge, a private broker): figures table
 	$(PY) -m pytest -m faults tests/faults
