@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence, Set
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -106,12 +106,45 @@ def not_handed_on(fetched: Mapping[Any, Sequence[Any]],
     return first_missed
 
 
+def is_stale_jump(offset: int, expected: int | None, rewound_for_jump: int | None) -> bool:
+    """A record ahead of where its partition now reads (expected), most likely from a batch
+    fetched before the last seek. Faust would hand it on, book the offsets in between as a
+    "gap" (as if processed) and then drop them as already read when they arrive: lost. We
+    withhold it and rewind once; the same jump again from the same offset is a real gap
+    (transaction markers, retention), handed on as Faust expects."""
+    return expected is not None and offset > expected and rewound_for_jump != expected
+
+
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     _last_fetched: Mapping[Any, Sequence[Any]] | None = None
     _thread: _ConsumerThread
+    # Stream partition -> the offset the next record handed on must have (unknown: absent).
+    _expected: dict[Any, int]
+    # Stream partition -> an offset we already rewound to once for a jump: a second jump from
+    # the same offset is a real gap (e.g. transaction markers), handed on as Faust expects.
+    _rewound_for_jump: dict[Any, int]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._expected, self._rewound_for_jump = {}, {}
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self) -> Mapping[Any, Any]:
+        committed: Mapping[Any, Any] = await super().seek_to_committed()
+        for tp, offset in committed.items():
+            if offset is not None and offset >= 0:
+                self._expected[tp] = offset
+            else:  # read from the beginning: its first offset is not known here
+                self._expected.pop(tp, None)
+        return committed
+
+    async def on_partitions_revoked(self, revoked: Set[Any]) -> None:
+        for tp in revoked:
+            self._expected.pop(tp, None)
+            self._rewound_for_jump.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
         records, active_partitions = await super()._wait_next_records(timeout)
@@ -120,14 +153,26 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     async def getmany(self, timeout: float  # noqa: ASYNC109 (Faust's signature)
                       ) -> AsyncIterator[tuple[Any, Any]]:
+        changelogs = self.app.tables.changelog_topics
         handed_on: dict[Any, int] = {}
+        withheld: dict[Any, int] = {}
         async for tp, message in super().getmany(timeout):
+            if tp in withheld:
+                continue
+            expected = self._expected.get(tp) if tp.topic not in changelogs else None
+            if is_stale_jump(message.offset, expected, self._rewound_for_jump.get(tp)):
+                withheld[tp] = cast(int, expected)
+                continue
             handed_on[tp] = message.offset
+            if expected is None or message.offset >= expected:
+                self._expected[tp] = message.offset + 1
             yield tp, message
         fetched, self._last_fetched = self._last_fetched, None
-        missed = not_handed_on(fetched or {}, handed_on)
-        if missed:
-            rewound = await self._thread.rewind_to(missed)
+        targets = {**not_handed_on(fetched or {}, handed_on), **withheld}
+        if targets:
+            rewound = await self._thread.rewind_to(targets)
+            for tp, offset in withheld.items():
+                self._rewound_for_jump[tp] = offset
             if rewound:
                 log.info("rewound %s to re-read records fetched during a rebalance",
                          ", ".join(f"{tp.topic}/{tp.partition}@{offset}"

@@ -11,6 +11,7 @@ from app.settings import Settings
 from app.worker.app import create_worker_app
 from app.worker.rebalance import (
     RebalanceSafeTransport,
+    is_stale_jump,
     not_handed_on,
     rewind_to,
     seek_to_committed_or_beginning,
@@ -84,3 +85,12 @@ async def test_rewind_only_goes_back_and_only_on_assigned_partitions() -> None:
 
     assert rewound == {ahead: 8}
     assert consumer.seeks == {ahead: 8}  # behind is not moved forward; the reset decides later
+
+
+def test_a_jump_ahead_is_withheld_once_then_accepted_as_a_real_gap() -> None:
+    assert not is_stale_jump(30, expected=30, rewound_for_jump=None)  # the next record
+    assert not is_stale_jump(12, expected=30, rewound_for_jump=None)  # a repeat: Faust drops it
+    assert not is_stale_jump(33, expected=None, rewound_for_jump=None)  # nothing known yet
+    assert is_stale_jump(33, expected=30, rewound_for_jump=None)  # 30..32 would be lost
+    assert not is_stale_jump(33, expected=30, rewound_for_jump=30)  # again after a rewind: real
+    assert is_stale_jump(40, expected=35, rewound_for_jump=30)  # a new jump from elsewhere
