@@ -184,7 +184,8 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
     "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
     "VOIX_WORKER_FETCH_WAIT_MS": "longest wait of a worker fetch at the broker (default 20)",
-    "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once)",
+    "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once; "
+                                 "exactly_once is not loss-free here, see docs/reliability.md)",
     "VOIX_TOPIC_STATUS": "transcriber status topic (default transcription.status)",
     "VOIX_TOPIC_COMMANDS": "worker control topic: replay/reprocess/expire (default calls.commands)",
     "VOIX_STATE_TTL_S": "forget a call this long after its last change (default 604800 = 7 d)",
