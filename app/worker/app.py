@@ -58,7 +58,8 @@ class IngestWorker(faust.App):
         asyncio.get_running_loop().call_soon(os._exit, CRASH_EXIT_CODE)
 
     def _new_transport(self) -> Any:
-        # Faust's aiokafka transport, with the rebalance seek fix (see app.worker.rebalance).
+        # Faust's aiokafka transport with the fixes that keep it from losing records around
+        # seeks (see app.worker.rebalance).
         return RebalanceSafeTransport(self.conf.broker_consumer, self)
 
 

@@ -12,11 +12,17 @@ position stays *after* the dropped records:
 - a changelog partition being restored (never committed by design) loses them too, and table
   recovery then waits forever for offsets it will not see: the worker stalls.
 
-Two fixes, both in the consumer Faust uses:
+Records of a batch fetched *before* a seek can also be handed on *after* it: Faust then sees a
+jump ahead of the seek position, books the offsets in between as a "gap" (as if processed) and
+drops them as already read when the seek brings them.
+
+Three fixes, all in the consumer Faust uses:
 
 1. Whatever Faust fetched but did not hand on, its partition is rewound to the first record not
    handed on (only ever backwards, and only while the partition is still assigned).
-2. When Faust seeks to committed offsets, a stream partition without a committed offset is
+2. A stream record that jumps ahead of where its partition reads is withheld and the partition
+   rewound; a second jump from the same offset is a real gap and goes through.
+3. When Faust seeks to committed offsets, a stream partition without a committed offset is
    seeked to its beginning: what `auto_offset_reset=earliest` promises such a consumer anyway.
 
 Records read twice are harmless: the merge is idempotent, the jobId deterministic, and a
@@ -35,6 +41,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 log = logging.getLogger("voix.worker")
 
 
+def is_committed(offset: int | None) -> bool:
+    """Whether a committed offset from aiokafka is one to seek to (None: never committed)."""
+    return offset is not None and offset >= 0
+
+
 async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer,
                                          changelog_topics: Set[str]
                                          ) -> Mapping[TopicPartition, int | None]:
@@ -45,7 +56,7 @@ async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer,
     for tp in consumer.assignment():
         offset = await consumer.committed(tp)
         committed[tp] = offset
-        if offset is not None and offset >= 0:
+        if is_committed(offset):
             consumer.seek(tp, offset)
         elif tp.topic not in changelog_topics:
             never_committed.append(tp)
@@ -134,7 +145,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     async def seek_to_committed(self) -> Mapping[Any, Any]:
         committed: Mapping[Any, Any] = await super().seek_to_committed()
         for tp, offset in committed.items():
-            if offset is not None and offset >= 0:
+            if is_committed(offset):
                 self._expected[tp] = offset
             else:  # read from the beginning: its first offset is not known here
                 self._expected.pop(tp, None)
@@ -180,6 +191,6 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
 
 class RebalanceSafeTransport(faust_aiokafka.Transport):  # type: ignore[misc]
-    """Faust's aiokafka transport with the two fixes above."""
+    """Faust's aiokafka transport with the three fixes above."""
 
     Consumer: ClassVar[Any] = _Consumer
