@@ -39,6 +39,17 @@ def producer(bootstrap: str) -> AIOKafkaProducer:
                             linger_ms=2, max_batch_size=256 * 1024, client_id="bench-raw")
 
 
+# Delivery futures awaited together once this many are in flight: memory stays flat, sends batch.
+IN_FLIGHT = 10_000
+
+
+async def settle_if_full(pending: list[asyncio.Future[object]]) -> None:
+    """Wait for the in-flight sends once there are IN_FLIGHT of them, like a real sender."""
+    if len(pending) >= IN_FLIGHT:
+        await asyncio.gather(*pending)
+        pending.clear()
+
+
 async def produce(bootstrap: str, topic: str, count: int) -> dict[str, float]:
     value = sample_value()
     keys = [str(uuid.uuid4()).encode() for _ in range(count)]
@@ -50,9 +61,7 @@ async def produce(bootstrap: str, topic: str, count: int) -> dict[str, float]:
         pending = []
         for key in keys:
             pending.append(await prod.send(topic, value, key=key))
-            if len(pending) >= 10_000:  # keep memory flat like a real sender would
-                await asyncio.gather(*pending)
-                pending.clear()
+            await settle_if_full(pending)
         await asyncio.gather(*pending)
         elapsed = time.perf_counter() - started
     finally:
@@ -86,9 +95,7 @@ async def relay(bootstrap: str, source: str, target: str, count: int) -> dict[st
                     out = orjson.dumps({"callId": value and value.get("call", {}).get("callId")})
                     pending.append(await prod.send(target, out, key=record.key))
                     seen += 1
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
+            await settle_if_full(pending)
         await asyncio.gather(*pending)
         elapsed = time.perf_counter() - started
     finally:
