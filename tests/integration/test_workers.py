@@ -75,11 +75,9 @@ async def test_rebalance_mid_stream_keeps_merges_jobs_and_lookups(pair: Stack) -
     by_call = job_ids(await read_topic(
         stack.bootstrap, stack.topics.jobs, timeout_s=20,
         until=lambda rs: {r.value["callId"] for r in rs} >= set(call_ids)))
-    # Never two different jobs for one call. (At least once: a record redelivered after the
-    # rebalance may repeat its job, but always with the same jobId.)
-    assert all(by_call[c] == {job_id_for(TEAM_A, c)} for c in call_ids if c in by_call)
-    # Every finishing beat has its job: nothing was skipped in the rebalance (app.worker.rebalance
-    # is what makes this hold on faust-streaming 0.15).
+    # Every finishing beat has its job, and only that jobId: nothing was skipped in the
+    # rebalance (app.worker.rebalance is what makes this hold on faust-streaming 0.15). At least
+    # once, a record redelivered after the rebalance may repeat its job, with the same jobId.
     assert {c: by_call.get(c) for c in call_ids} == {
         c: {job_id_for(TEAM_A, c)} for c in call_ids}
 
