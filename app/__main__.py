@@ -7,12 +7,32 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from app import __version__
+from app.ops.keys_cli import add_keys_parser
 from app.ops.logging import configure_logging
-from app.settings import ENVIRONMENT, Settings, SettingsError
+from app.settings import Settings, SettingsError, help_lines, markdown_table, warn_unknown_variables
 
-ENV_HELP = "environment:\n" + "\n".join(f"  {k:34} {v}" for k, v in ENVIRONMENT.items())
+ENV_HELP = ("environment (every setting; `python -m app settings` shows the values in use):\n"
+            + "\n".join(help_lines()))
+
+
+def _ranged_int(minimum: int, maximum: int) -> Any:
+    """An argparse type: a whole number in [minimum, maximum], else a one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
+        return value
+    return parse
+
+
+PORT = _ranged_int(1, 65535)
+PROCESSES = _ranged_int(1, 64)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     edge = sub.add_parser("edge", help="run the HTTP edge (POST /submit, /healthz, /readyz)",
                           description="Run the HTTP edge.")
     edge.add_argument("--host", help="listen address (default VOIX_EDGE_HOST or 127.0.0.1)")
-    edge.add_argument("--port", type=int, help="listen port (default VOIX_EDGE_PORT or 8080)")
-    edge.add_argument("--workers", type=int, default=1,
+    edge.add_argument("--port", type=PORT, help="listen port (default VOIX_EDGE_PORT or 8080)")
+    edge.add_argument("--workers", type=PROCESSES, default=1,
                       help="edge processes sharing the port via SO_REUSEPORT, each with its "
                            "own producer (default 1)")
     edge.add_argument("--reuse-port", action="store_true",
@@ -38,32 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the Faust worker that merges beats into jobs",
                             description="Run the Faust worker (one process; run several to "
                                         "share partitions).")
-    worker.add_argument("--web-port", type=int,
+    worker.add_argument("--web-port", type=PORT,
                         help="worker web port (default VOIX_WORKER_WEB_PORT or 6066)")
     worker.add_argument("--data-dir", help="state directory (default VOIX_WORKER_DATA_DIR)")
 
-    keys = sub.add_parser("keys", help="create, list and revoke API keys",
-                          description="Manage API keys. Changes apply to running edges "
-                                      "within a second; no restart.")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = keys_sub.add_parser("create", help="create a key and print it once")
-    create.add_argument("--workspace", required=True, help="workspace UUID")
-    scope = create.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--team", help="team UUID: a team-scoped key")
-    scope.add_argument("--workspace-wide", action="store_true",
-                       help="a workspace-wide key (requests must name teamId)")
-    create.add_argument("--label", default="", help="a note for humans")
-    keys_sub.add_parser("list", help="list keys (never the secrets)")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
-    add_team = keys_sub.add_parser("add-team", help="add a team to a workspace")
-    add_team.add_argument("--workspace", required=True)
-    add_team.add_argument("--team", required=True)
+    add_keys_parser(sub)
 
     run = sub.add_parser("run", help="run the local stack: topics, dev key, worker(s) and edge",
                          description="Create topics and a dev API key, start the workers and "
                                      "the edge, print the URL and key; Ctrl-C stops all.")
-    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--workers", type=PROCESSES, default=1, help="worker processes (default 1)")
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines",
                           description="Print every record of a topic from the beginning.")
@@ -92,25 +96,46 @@ def _parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="create or list the Kafka topics",
                             description="Create the topics (idempotent) or list them.")
-    topics.add_argument("action", choices=["create", "list"])
+    topics.add_argument("action", choices=["create", "list"],
+                        help="create: make the missing topics (Faust's included) with their "
+                             "partitions, replication and configs; list: print topic names")
+
+    config = sub.add_parser("settings", help="print the settings in use (secrets masked)",
+                            description="Print every setting as VARIABLE=value, as read from "
+                                        "the environment now (secrets masked), or the README "
+                                        "table with --markdown.")
+    config.add_argument("--markdown", action="store_true",
+                        help="print the configuration table of the README instead")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from aiokafka.errors import KafkaConnectionError
 
+    from app.kafka_clients import KafkaUnusable, diagnose
+
     args = _parser().parse_args(argv)
+    if args.command == "settings" and args.markdown:
+        print(markdown_table())
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    warn_unknown_variables()
     configure_logging(settings.log_level)
     try:
         return _dispatch(args, settings)
+    except KafkaUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KafkaConnectionError:
-        print(f"error: Kafka is not reachable at {settings.kafka_bootstrap} "
-              "(start it with `make broker-up` or set KAFKA_BOOTSTRAP)", file=sys.stderr)
+        problem = asyncio.run(diagnose(settings))
+        cause = problem.message if problem else f"Kafka is not reachable at " \
+                                                f"{settings.kafka_bootstrap}"
+        print(f"error: {cause} (start the local one with `make broker-up`, or set "
+              "KAFKA_BOOTSTRAP and the KAFKA_* security settings)", file=sys.stderr)
         return 1
 
 
@@ -153,6 +178,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from app.ops.replay_cli import run_replay_command
 
         return run_replay_command(settings, args)
+    if args.command == "settings":
+        for name, value in settings.redacted().items():
+            print(f"{name}={value}")
+        return 0
     if args.command == "topics":
         from app.ops.topics import ensure_topics, list_topics
 
