@@ -20,6 +20,8 @@ class TopicNames:
     status: str = "transcription.status"
     # Internal control records for the worker (replay, reprocess, expire); key callId.
     commands: str = "calls.commands"
+    # API key ids, hashes, scopes and revocations, read by every edge and worker.
+    keys: str = "voix.api-keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,24 @@ class TopicSpec:
     name: str
     key: str
     config: dict[str, str]
+    # None: the setting VOIX_PARTITIONS (every keyed-by-callId topic must share it).
+    partitions: int | None = None
+
+
+# The worker's table: Faust names its changelog topic after the app id and this name.
+CALLS_TABLE = "calls"
+
+
+def faust_internal_topic_specs(worker_id: str) -> list[TopicSpec]:
+    """The topics Faust would create for the worker on its own. `topics create` makes them
+    first, so they get the same replication and min.insync.replicas as ours (Faust knows
+    neither setting for them)."""
+    return [
+        TopicSpec(f"{worker_id}-{CALLS_TABLE}-changelog", key="callId",
+                  config={"cleanup.policy": "compact"}),
+        TopicSpec(f"{worker_id}-__assignor-__leader", key="(Faust internal)",
+                  config={}, partitions=1),
+    ]
 
 
 def topic_specs(names: TopicNames) -> list[TopicSpec]:
@@ -41,8 +61,11 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(
             names.records,
             key="teamId/callId",
-            # Compacted: the latest merged state of every call, readable from offset 0.
-            config={"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 60 * 1000)},
+            # Compacted: the latest merged state of every call, readable from offset 0. A
+            # forgotten call's tombstone stays a day after compaction, so a consumer that
+            # re-reads the topic at least daily sees the deletion (docs/topics.md).
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 60 * 1000),
+                    "delete.retention.ms": str(DAY_MS)},
         ),
         TopicSpec(
             names.jobs,
@@ -63,5 +86,13 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
             names.commands,
             key="callId",
             config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+        ),
+        TopicSpec(
+            names.keys,
+            key="key/<keyId> or team/<workspaceId>/<teamId>",
+            # Compacted and kept for ever: the latest record of every key is its truth. One
+            # partition, so every reader applies the changes in the order they were made.
+            config={"cleanup.policy": "compact", "retention.ms": "-1"},
+            partitions=1,
         ),
     ]

@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
+from app.contracts.ids import utc_now_iso
 from app.contracts.messages import (
     COMMAND_REPLAY,
     COMMAND_REPROCESS,
@@ -35,8 +36,8 @@ from app.contracts.messages import (
     PoisonMessage,
     Submission,
     dumps,
-    utc_now_iso,
 )
+from app.kafka_clients import client_kwargs
 from app.ops.tail import topic_partitions
 from app.settings import Settings
 
@@ -137,8 +138,8 @@ async def make_plan(settings: Settings, selection: Selection, show_progress: boo
     if selection.until <= selection.since:
         raise ReplayError("--until must be after --since")
     plan = Plan(selection)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client_kwargs(settings, group_id=None, enable_auto_commit=False,
+                                                 auto_offset_reset="earliest"))
     await consumer.start()
     try:
         topic = settings.topics.submissions
@@ -210,8 +211,7 @@ async def _known_jobs(consumer: AIOKafkaConsumer, settings: Settings, calls: set
 
 async def send_commands(settings: Settings, commands: list[Command],
                         show_progress: bool = True) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True)
+    producer = AIOKafkaProducer(**client_kwargs(settings, acks="all", enable_idempotence=True))
     await producer.start()
     try:
         with _progress(len(commands), "send commands", show_progress) as bar:

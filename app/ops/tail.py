@@ -10,6 +10,7 @@ import sys
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.kafka_clients import client_kwargs
 from app.settings import Settings
 
 
@@ -21,8 +22,8 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def tail_topic(settings: Settings, topic: str, follow: bool) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client_kwargs(settings, group_id=None, enable_auto_commit=False,
+                                                 auto_offset_reset="earliest"))
     try:
         await consumer.start()
         partitions = await topic_partitions(consumer, topic)
