@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from app.contracts.submission import default_validator, is_rfc3339, is_uuid
+from app.contracts.ids import is_rfc3339, is_uuid, job_id_for, utc_now_iso
+from app.contracts.submission import default_validator
 
 FORMAT_VERSION = 1
 SUBMISSION_TYPE = "call.submission"
@@ -30,22 +30,18 @@ COMMAND_REPROCESS = "reprocess"
 COMMAND_EXPIRE = "expire"
 COMMANDS = (COMMAND_REPLAY, COMMAND_REPROCESS, COMMAND_EXPIRE)
 
-# Fixed namespace so that jobIds are the same on every edge, worker and replay.
-JOB_ID_NAMESPACE = uuid.UUID("6f1c2b0e-3f7a-5d4e-9a61-7c0b8e2d4f10")
-
-
-def job_id_for(team_id: str, call_id: str, attempt: int = 1) -> str:
-    """Deterministic per (team, call, attempt): every retry of a finishing beat gets the same id."""
-    return str(uuid.uuid5(JOB_ID_NAMESPACE, f"{team_id.lower()}/{call_id.lower()}/{attempt}"))
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def record_key(team_id: str, call_id: str) -> str:
     """The key of a call in the worker's table and on the compacted records topic."""
     return f"{team_id.lower()}/{call_id.lower()}"
+
+
+# Bookkeeping in the worker's table state that is not part of a call's public view.
+INTERNAL_STATE_FIELDS = ("jobSource", "v", "type")
+
+
+def public_call_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A call's state as GET /calls/{callId} answers it."""
+    return {k: v for k, v in state.items() if k not in INTERNAL_STATE_FIELDS}
 
 
 def dumps(value: dict[str, Any]) -> bytes:

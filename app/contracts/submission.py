@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,32 +16,20 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from jsonschema.validators import extend
 
+from app.contracts.ids import is_rfc3339, is_uuid
 from app.contracts.recording_url import recording_url_problem
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+
+def _schemas_dir() -> Path:
+    """The JSON Schemas: app/schemas in an installed wheel, the top-level schemas/ of a
+    source checkout (editable installs)."""
+    app_dir = Path(__file__).resolve().parent.parent
+    packaged = app_dir / "schemas"
+    return packaged if packaged.is_dir() else app_dir.parent / "schemas"
+
+
+SCHEMAS_DIR = _schemas_dir()
 SUBMISSION_SCHEMA_PATH = SCHEMAS_DIR / "submission.schema.json"
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# RFC 3339 section 5.6 date-time: the offset is mandatory.
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-
-
-def is_uuid(value: object) -> bool:
-    return isinstance(value, str) and _UUID.match(value) is not None
-
-
-def is_rfc3339(value: object) -> bool:
-    if not isinstance(value, str) or _RFC3339.match(value) is None:
-        return False
-    try:
-        # The regex checks the shape; this checks the calendar (no 2026-02-30, no 25:00).
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
 
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
 

@@ -23,6 +23,7 @@ TOPIC_SCHEMA_FILES = {
     "transcription.status": "transcription.status.schema.json",
     "calls.commands": "calls.commands.schema.json",
     "calls.deadletter": "calls.deadletter.schema.json",
+    "voix.api-keys": "voix.api-keys.schema.json",
 }
 
 

@@ -17,23 +17,27 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from app.ops.keys import KeyStore
+from app.ops.keys import KeyAdmin
 from app.ops.topics import ensure_topics
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 
 DEV_WORKSPACE = "00000000-0000-4000-8000-00000000d001"
 DEV_TEAM = "00000000-0000-4000-8000-00000000d002"
 
 
-def ensure_dev_key(settings: Settings) -> str:
-    """A team-scoped key for local use, kept in var/dev-key (git-ignored) next to the key file."""
-    key_file = settings.keys_file.parent / "dev-key"
-    store = KeyStore(settings.keys_file)
+DEV_KEY_FILE = Path("var/dev-key")
+
+
+def ensure_dev_key(settings: Settings, key_file: Path = DEV_KEY_FILE) -> str:
+    """A team-scoped key for local use, kept in var/dev-key (git-ignored); made on the keys
+    topic the first time, or again when the one in the file no longer works there."""
+    admin = KeyAdmin(settings)
     if key_file.exists():
         presented = key_file.read_text().strip()
-        if store.load().authenticate(presented) is not None:
+        if asyncio.run(admin.load()).authenticate(presented) is not None:
             return presented
-    presented, _ = store.create(workspace_id=DEV_WORKSPACE, team_id=DEV_TEAM, label="make run")
+    presented, _ = asyncio.run(admin.create(workspace_id=DEV_WORKSPACE, team_id=DEV_TEAM,
+                                            label="make run"))
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.write_text(presented + "\n")
     key_file.chmod(0o600)
@@ -71,8 +75,8 @@ def run_stack(settings: Settings, workers: int = 1) -> int:
         data_dir = Path(settings.worker_data_dir) / f"w{i}"
         procs.append(subprocess.Popen(
             [python, "-m", "app", "worker", "--web-port", str(settings.worker_web_port + i),
-             "--data-dir", str(data_dir)], env=env, cwd=PROJECT_ROOT))
-    procs.append(subprocess.Popen([python, "-m", "app", "edge"], env=env, cwd=PROJECT_ROOT))
+             "--data-dir", str(data_dir)], env=env))
+    procs.append(subprocess.Popen([python, "-m", "app", "edge"], env=env))
 
     stopped_by_user = False
 

@@ -1,240 +1,277 @@
-"""API keys: stored only as SHA-256 hashes in a JSON file, managed by `python -m app keys`.
+"""API keys on the compacted keys topic: the directory every edge and worker follows, and the
+admin side the CLI writes with. The record format is app/contracts/api_keys.py.
 
-A key looks like `vx_<keyId>_<secret>`. The key id is public (it shows in logs and on the
-submissions topic); the secret has 256 bits of entropy, so a fast hash is enough, and the
-comparison is constant-time. The edge re-reads the file when it changes, so create and revoke
-take effect without a restart.
+No host keeps keys of its own: a key created with any install's `python -m app keys create`
+works on every edge that reads the same Kafka within about a second (the directory polls the
+topic every `POLL_MS`), and so does a revocation. An edge is not ready until its directory has
+read the topic to the end offsets it saw at start: before that it would answer 401 to keys
+that exist.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import fcntl
-import hashlib
-import hmac
-import os
-import secrets
-import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
-from app.contracts.messages import utc_now_iso
-from app.contracts.submission import is_uuid
+from app.contracts.api_keys import (
+    ApiKey,
+    ApiKeyError,
+    KeyRing,
+    key_record,
+    new_key,
+    records_from_key_file,
+    revoked,
+    team_record,
+    with_limits,
+)
+from app.contracts.ids import is_uuid, utc_now_iso
+from app.kafka_clients import client_kwargs
+from app.ops.tail import topic_partitions
+from app.settings import Settings
 
-KEY_PREFIX = "vx_"
-STORE_VERSION = 1
+log = logging.getLogger("voix.keys")
+
+# How long a poll of the keys topic waits at the broker: bounds how late a change is seen.
+POLL_MS = 200
 
 
-class KeyStoreError(ValueError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    key_id: str
-    workspace_id: str
-    team_id: str | None  # None: workspace-wide
-    label: str
-    created_at: str
-    revoked_at: str | None
-    secret_hash: str
+class KeySource(Protocol):
+    """What the edge and the worker need of the keys: the current ring, once loaded."""
 
     @property
-    def workspace_wide(self) -> bool:
-        return self.team_id is None
+    def ready(self) -> bool: ...
 
     @property
-    def active(self) -> bool:
-        return self.revoked_at is None
+    def current(self) -> KeyRing: ...
+
+    async def catch_up(self) -> None:
+        """Wait (briefly) until every change written before now has been applied."""
 
 
-def _hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+class StaticKeys:
+    """A fixed ring (unit tests, tools)."""
 
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
 
-def split_key(presented: str) -> tuple[str, str] | None:
-    """`vx_<keyId>_<secret>` -> (keyId, secret), or None if it is not shaped like one of ours."""
-    if not presented.startswith(KEY_PREFIX):
-        return None
-    key_id, sep, secret = presented[len(KEY_PREFIX):].partition("_")
-    if not sep or not key_id or not secret or len(presented) > 200:
-        return None
-    return key_id, secret
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRing:
-    """An immutable snapshot of the key file."""
-
-    keys: dict[str, ApiKey]
-    workspaces: dict[str, frozenset[str]]
-
-    def authenticate(self, presented: str) -> ApiKey | None:
-        parts = split_key(presented)
-        if parts is None:
-            return None
-        key_id, secret = parts
-        key = self.keys.get(key_id)
-        # Hash even for an unknown id so timing does not reveal which ids exist.
-        digest = _hash_secret(secret)
-        if key is None or not key.active:
-            return None
-        return key if hmac.compare_digest(digest, key.secret_hash) else None
-
-    def team_in_workspace(self, workspace_id: str, team_id: str) -> bool:
-        return team_id.lower() in self.workspaces.get(workspace_id, frozenset())
-
-    @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> KeyRing:
-        keys = {
-            key_id: ApiKey(
-                key_id=key_id,
-                workspace_id=item["workspaceId"],
-                team_id=item.get("teamId"),
-                label=item.get("label", ""),
-                created_at=item.get("createdAt", ""),
-                revoked_at=item.get("revokedAt"),
-                secret_hash=item["hash"],
-            )
-            for key_id, item in doc.get("keys", {}).items()
-        }
-        workspaces = {
-            ws: frozenset(t.lower() for t in item.get("teams", []))
-            for ws, item in doc.get("workspaces", {}).items()
-        }
-        return cls(keys=keys, workspaces=workspaces)
-
-
-EMPTY_RING = KeyRing(keys={}, workspaces={})
-
-
-class KeyStore:
-    """The key file on disk. Writes are atomic (temp file + rename) under an flock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> KeyRing:
-        return KeyRing.from_document(self._read())
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            doc: dict[str, Any] = orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return {"version": STORE_VERSION, "workspaces": {}, "keys": {}}
-        except orjson.JSONDecodeError as exc:
-            raise KeyStoreError(f"{self.path} is not valid JSON: {exc}") from None
-        return doc
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_suffix(self.path.suffix + ".lock")
-        with lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            doc = self._read()
-            yield doc
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-
-    def create(
-        self, *, workspace_id: str, team_id: str | None, label: str = ""
-    ) -> tuple[str, ApiKey]:
-        """Create a key; returns the full key (shown once) and its record."""
-        if not is_uuid(workspace_id) or (team_id is not None and not is_uuid(team_id)):
-            raise KeyStoreError("workspace and team ids must be UUIDs")
-        workspace_id = workspace_id.lower()
-        team_id = team_id.lower() if team_id else None
-        key_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
-        with self._locked() as doc:
-            if team_id is not None:
-                self._add_team(doc, workspace_id, team_id)
-            else:
-                doc.setdefault("workspaces", {}).setdefault(workspace_id, {"teams": []})
-            item = {
-                "workspaceId": workspace_id,
-                "teamId": team_id,
-                "label": label,
-                "createdAt": utc_now_iso(),
-                "revokedAt": None,
-                "hash": _hash_secret(secret),
-            }
-            doc.setdefault("keys", {})[key_id] = item
-        return f"{KEY_PREFIX}{key_id}_{secret}", KeyRing.from_document(
-            {"keys": {key_id: item}}).keys[key_id]
-
-    def revoke(self, key_id: str) -> ApiKey:
-        with self._locked() as doc:
-            item = doc.get("keys", {}).get(key_id)
-            if item is None:
-                raise KeyStoreError(f"no key with id {key_id!r}")
-            if item.get("revokedAt") is None:
-                item["revokedAt"] = utc_now_iso()
-            return KeyRing.from_document({"keys": {key_id: item}}).keys[key_id]
-
-    def add_team(self, workspace_id: str, team_id: str) -> None:
-        if not is_uuid(workspace_id) or not is_uuid(team_id):
-            raise KeyStoreError("workspace and team ids must be UUIDs")
-        with self._locked() as doc:
-            self._add_team(doc, workspace_id.lower(), team_id.lower())
-
-    @staticmethod
-    def _add_team(doc: dict[str, Any], workspace_id: str, team_id: str) -> None:
-        teams = doc.setdefault("workspaces", {}).setdefault(workspace_id, {"teams": []})["teams"]
-        if team_id not in teams:
-            teams.append(team_id)
-
-
-class ReloadingKeyRing:
-    """What the edge holds: the current KeyRing, re-read when the file's mtime or size changes.
-
-    The stat is throttled to once per `interval_s`, so a burst costs one syscall a second.
-    """
-
-    def __init__(self, store: KeyStore, interval_s: float = 1.0) -> None:
-        self.store = store
-        self.interval_s = interval_s
-        self._ring = EMPTY_RING
-        self._signature: tuple[int, int] | None = None
-        self._checked_at = float("-inf")
-        self.refresh(force=True)
-
-    def refresh(self, force: bool = False, throttle: bool = True) -> KeyRing:
-        now = time.monotonic()
-        if not force and throttle and now - self._checked_at < self.interval_s:
-            return self._ring
-        self._checked_at = now
-        try:
-            st = self.store.path.stat()
-            signature: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            signature = None
-        if force or signature != self._signature:
-            # A half-written file cannot be seen (atomic rename); a broken one keeps the old ring.
-            with contextlib.suppress(KeyStoreError):
-                self._ring = self.store.load() if signature else EMPTY_RING
-                self._signature = signature
-        return self._ring
+    @property
+    def ready(self) -> bool:
+        return True
 
     @property
     def current(self) -> KeyRing:
-        return self.refresh()
+        return self.ring
 
-    def authenticate(self, presented: str) -> ApiKey | None:
-        """A key id we have never seen triggers an immediate re-check of the file (one stat),
-        so a key created a moment ago works at once; revocations apply within interval_s."""
-        ring = self.current
-        key = ring.authenticate(presented)
-        parts = split_key(presented)
-        if key is None and parts is not None and parts[0] not in ring.keys:
-            key = self.refresh(throttle=False).authenticate(presented)
+    async def catch_up(self) -> None:
+        return None
+
+
+async def _read_to_end(consumer: AIOKafkaConsumer, topic: str) -> list[tuple[bytes | None,
+                                                                           bytes | None]]:
+    """Every record of the (single-partition) keys topic up to its current end."""
+    partitions = await topic_partitions(consumer, topic)
+    if not partitions:
+        raise ApiKeyError(f"the keys topic {topic} does not exist: run `python -m app topics "
+                          "create`")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    ends = await consumer.end_offsets(tps)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+        batch = await consumer.getmany(*tps, timeout_ms=POLL_MS)
+        # Records past the end seen at start are newer changes: keep them too.
+        for tp_records in batch.values():
+            records.extend((r.key, r.value) for r in tp_records)
+    return records
+
+
+class KeyDirectory:
+    """Follows the keys topic: reads it from the beginning at start, then every change."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ring = KeyRing()
+        self._ready = False
+        self._loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        # The next offset to apply per partition, and one shared catch-up at a time.
+        self._applied: dict[TopicPartition, int] = {}
+        self._catching_up: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()  # notified whenever changes were applied
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def current(self) -> KeyRing:
+        return self._ring
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._follow_forever(), name="key-directory")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the topic has been read to its end (TimeoutError after `timeout_s`)."""
+        async with asyncio.timeout(timeout_s):
+            await self._loaded.wait()
+
+    async def _follow_forever(self) -> None:
+        delay = 0.5
+        problem: str | None = None
+        while True:
+            consumer = AIOKafkaConsumer(**client_kwargs(
+                self.settings, group_id=None, enable_auto_commit=False,
+                auto_offset_reset="earliest", fetch_max_wait_ms=POLL_MS,
+                client_id="voix-keys"))
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                await self._follow(consumer)
+            except (KafkaError, OSError, ApiKeyError) as exc:
+                # Keep serving the keys we have; say so once, not on every retry.
+                if str(exc) != problem:
+                    problem = str(exc)
+                    log.warning("cannot read the keys topic %s (%s); keeping the %d keys "
+                                "loaded, retrying", self.settings.topics.keys, exc,
+                                len(self._ring.keys))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        topic = self.settings.topics.keys
+        self._ring = KeyRing().applied(await _read_to_end(consumer, topic))
+        self._applied = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+        if not self._ready:
+            log.info("loaded %d API keys from %s", len(self._ring.keys), topic)
+        self._ready = True
+        self._loaded.set()
+        while True:
+            batch = await consumer.getmany(timeout_ms=POLL_MS)
+            changes = [(r.key, r.value) for records in batch.values() for r in records]
+            if changes:
+                self._ring = self._ring.applied(changes)
+            for tp, records in batch.items():
+                if records:
+                    self._applied[tp] = records[-1].offset + 1
+            if batch:
+                async with self._progress:
+                    self._progress.notify_all()
+
+    async def catch_up(self, timeout_s: float = 1.0) -> None:
+        """Wait until the changes written before now are applied (at most `timeout_s`). Called
+        for a key id the ring does not know, so a key works the moment `keys create` returns;
+        concurrent callers share one end-offset request, so unknown ids cannot flood Kafka."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._catch_up(timeout_s))
+        with contextlib.suppress(TimeoutError, KafkaError):
+            await asyncio.shield(self._catching_up)
+
+    async def _catch_up(self, timeout_s: float) -> None:
+        consumer = self._consumer
+        if consumer is None or not self._ready:
+            return
+        async with asyncio.timeout(timeout_s):
+            ends = await consumer.end_offsets(list(self._applied))
+            async with self._progress:
+                await self._progress.wait_for(lambda: all(
+                    self._applied.get(tp, 0) >= end for tp, end in ends.items()))
+
+
+class KeyAdmin:
+    """Writes key records (acknowledged by every in-sync replica before it returns) and reads
+    the whole topic for `list`. One instance per CLI command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def load(self) -> KeyRing:
+        consumer = AIOKafkaConsumer(**client_kwargs(
+            self.settings, group_id=None, enable_auto_commit=False, client_id="voix-keys"))
+        await consumer.start()
+        try:
+            return KeyRing().applied(await _read_to_end(consumer, self.settings.topics.keys))
+        finally:
+            await consumer.stop()
+
+    async def write(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        producer = AIOKafkaProducer(**client_kwargs(
+            self.settings, acks="all", enable_idempotence=True, client_id="voix-keys"))
+        await producer.start()
+        try:
+            deliveries = [await producer.send(self.settings.topics.keys, value, key=key)
+                          for key, value in records]
+            await asyncio.gather(*deliveries)
+        finally:
+            await producer.stop()
+
+    async def create(self, *, workspace_id: str, team_id: str | None, label: str = "",
+                     rate_limit_per_s: float | None = None,
+                     rate_limit_burst: int | None = None) -> tuple[str, ApiKey]:
+        """Create a key; returns the full key (shown once) and its record."""
+        presented, key = new_key(workspace_id=workspace_id, team_id=team_id, label=label,
+                                 created_at=utc_now_iso(), rate_limit_per_s=rate_limit_per_s,
+                                 rate_limit_burst=rate_limit_burst)
+        await self.write([key_record(key)])
+        return presented, key
+
+    async def _existing(self, key_id: str) -> ApiKey:
+        key = (await self.load()).keys.get(key_id)
+        if key is None:
+            raise ApiKeyError(f"no key with id {key_id!r}")
         return key
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        key = revoked(await self._existing(key_id), utc_now_iso())
+        await self.write([key_record(key)])
+        return key
+
+    async def set_limit(self, key_id: str, rate_limit_per_s: float | None,
+                        rate_limit_burst: int | None) -> ApiKey:
+        key = with_limits(await self._existing(key_id), rate_limit_per_s, rate_limit_burst)
+        await self.write([key_record(key)])
+        return key
+
+    async def add_team(self, workspace_id: str, team_id: str) -> None:
+        if not is_uuid(workspace_id) or not is_uuid(team_id):
+            raise ApiKeyError("workspace and team ids must be UUIDs")
+        await self.write([team_record(workspace_id, team_id, utc_now_iso())])
+
+    async def import_file(self, path: Path) -> int:
+        """Copy the keys and teams of a key file of the earlier file-based store into the
+        topic (hashes as they are: the secrets keep working). Safe to run twice."""
+        records = await asyncio.to_thread(read_key_file, path)
+        await self.write(records)
+        return len(records)
+
+
+def read_key_file(path: Path) -> list[tuple[bytes, bytes]]:
+    """The keys-topic records for a key file of the earlier file-based store."""
+    try:
+        document = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ApiKeyError(f"cannot read {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ApiKeyError(f"{path} is not a key file (not JSON: {exc})") from None
+    try:
+        return records_from_key_file(document)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ApiKeyError(f"{path} is not a key file ({exc!r})") from None

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app.contracts.submission import is_uuid
+from app.contracts.ids import is_uuid
 from app.ops.replay import (
     REPLAY,
     ReplayError,

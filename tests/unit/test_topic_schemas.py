@@ -103,3 +103,15 @@ def test_status_parser_agrees_with_the_schema() -> None:
     assert schema_errors("transcription.status", bad)
     with pytest.raises(PoisonMessage, match="status must be one of"):
         StatusUpdate.from_bytes(orjson.dumps(bad))
+
+
+def test_key_records_match_their_schema() -> None:
+    from app.contracts.api_keys import key_record, new_key, revoked, team_record, with_limits
+
+    _, key = new_key(workspace_id=TEAM, team_id=None, label="x", created_at=utc_now_iso())
+    for _, value in (key_record(key), key_record(revoked(with_limits(key, 2.5, 5), utc_now_iso())),
+                     team_record(TEAM, TEAM, utc_now_iso())):
+        assert schema_errors("voix.api-keys", orjson.loads(value)) == []
+    secretless = orjson.loads(key_record(key)[1])
+    secretless["secret"] = "s"
+    assert schema_errors("voix.api-keys", secretless) != []
