@@ -8,33 +8,36 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from app.contracts.submission import default_validator
-from app.edge import handlers
-from app.edge.errors import MAX_BODY_KEY, error_middleware
+from app.edge.call_status import worker_http_client
+from app.edge.errors import error_middleware
 from app.edge.guards import RateLimiter
-from app.edge.lifecycle import setup_lifecycle
-from app.edge.openapi import OPENAPI, build_openapi, openapi_handler
+from app.edge.openapi import build_openapi
 from app.edge.publisher import KafkaPublisher, Publisher
-from app.ops.keys import KeyStore, ReloadingKeyRing
-from app.ops.metrics import edge_metrics_middleware, metrics_page
+from app.edge.routes import setup_routes
+from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
+from app.kafka_clients import describe
+from app.ops.keys import KeyDirectory, KeySource
+from app.ops.metrics import edge_metrics_middleware
 from app.settings import Settings
 
 log = logging.getLogger("voix.edge")
 
 
-def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Application:
-    """Build the edge. `publisher` defaults to the Kafka publisher; unit tests pass their own."""
-    app = web.Application(middlewares=[edge_metrics_middleware, error_middleware],
+def create_app(settings: Settings, publisher: Publisher | None = None,
+               keys: KeySource | None = None) -> web.Application:
+    """Build the edge. `publisher` and `keys` default to Kafka's (the submissions producer,
+    the keys topic); unit tests pass their own."""
+    app = web.Application(middlewares=[edge_metrics_middleware,
+                                       error_middleware(settings.max_body_bytes)],
                           client_max_size=settings.max_body_bytes)
-    app[handlers.SETTINGS] = settings
-    app[MAX_BODY_KEY] = settings.max_body_bytes
-    app[handlers.KEYRING] = ReloadingKeyRing(KeyStore(settings.keys_file))
-    app[handlers.VALIDATOR] = default_validator()
-    app[OPENAPI] = build_openapi(app[handlers.VALIDATOR].schema)
-    app[handlers.RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app[SETTINGS] = settings
+    app[VALIDATOR] = default_validator()
+    app[OPENAPI] = build_openapi(app[VALIDATOR].schema)
+    app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
     if publisher is None:
         kafka = KafkaPublisher(settings)
-        app[handlers.PUBLISHER] = kafka
+        app[PUBLISHER] = kafka
 
         async def kafka_producer(_app: web.Application) -> AsyncIterator[None]:
             await kafka.start()
@@ -43,20 +46,29 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> web.Ap
 
         app.cleanup_ctx.append(kafka_producer)
     else:
-        app[handlers.PUBLISHER] = publisher
+        app[PUBLISHER] = publisher
 
-    app.router.add_post("/submit", handlers.submit)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/openapi.json", openapi_handler)
-    setup_lifecycle(app)
-    app.router.add_get("/metrics", metrics_page)
+    if keys is None:
+        directory = KeyDirectory(settings)
+        app[KEYS] = directory
+
+        async def key_directory(_app: web.Application) -> AsyncIterator[None]:
+            await directory.start()
+            yield
+            await directory.stop()
+
+        app.cleanup_ctx.append(key_directory)
+    else:
+        app[KEYS] = keys
+
+    app.cleanup_ctx.append(worker_http_client)
+    setup_routes(app)
     return app
 
 
 def run_edge(settings: Settings, reuse_port: bool = False) -> None:
     log.info("edge listening on http://%s:%d (kafka %s, topic %s)", settings.edge_host,
-             settings.edge_port, settings.kafka_bootstrap, settings.topics.submissions)
+             settings.edge_port, describe(settings), settings.topics.submissions)
     web.run_app(create_app(settings), host=settings.edge_host, port=settings.edge_port,
                 access_log=None, print=None, shutdown_timeout=10,
                 # Also bounds a connection that never finishes sending its request headers.

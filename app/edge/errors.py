@@ -57,28 +57,31 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        if exc.status >= 500:
-            log.error("%s %s -> %d %s: %s", request.method, request.path, exc.status,
-                      exc.code, exc.message)
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status >= 500:
-            log.error("%s %s -> %d", request.method, request.path, exc.status)
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        message = exc.reason if exc.status != 413 else (
-            f"The request body is larger than {request.app[MAX_BODY_KEY]} bytes.")
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return json_response({"error": code, "message": message}, exc.status, headers)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_response({"error": "internal", "message": "Internal server error."}, 500)
+def error_middleware(max_body_bytes: int) -> Any:
+    """The one place that turns exceptions into answers and logs server errors."""
 
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            if exc.status >= 500:
+                log.error("%s %s -> %d %s: %s", request.method, request.path, exc.status,
+                          exc.code, exc.message)
+            return exc.response()
+        except web.HTTPException as exc:
+            if exc.status >= 500:
+                log.error("%s %s -> %d", request.method, request.path, exc.status)
+            if exc.status < 400:
+                raise
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            message = exc.reason if exc.status != 413 else (
+                f"The request body is larger than {max_body_bytes} bytes.")
+            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return json_response({"error": code, "message": message}, exc.status, headers)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return json_response({"error": "internal", "message": "Internal server error."},
+                                 500)
 
-MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+    return middleware

@@ -2,7 +2,7 @@
 
 The rate limit is an in-process token bucket per key id. With several edge processes behind a
 load balancer each process keeps its own buckets, so a key's effective limit is the per-process
-limit times the number of processes it is spread over (README, "Limits").
+limit times the number of processes it is spread over (README, "Rate limits").
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from app.contracts.api_keys import ApiKey
 from app.edge.errors import ApiError
 
 
@@ -25,10 +26,11 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token buckets keyed by API key id: `rate_per_s` sustained, `burst` at once.
+    """Token buckets keyed by API key id: a key's own limit and burst if it has them (set with
+    `python -m app keys set-limit`), else the defaults (VOIX_RATE_LIMIT_PER_S / _BURST).
 
     Keys are authenticated before they reach a bucket, so the number of buckets is bounded by
-    the number of keys in the key file (an attacker cannot grow it with made-up ids)."""
+    the number of keys (an attacker cannot grow it with made-up ids)."""
 
     def __init__(self, rate_per_s: float, burst: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -37,28 +39,32 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def acquire(self, key_id: str) -> float:
+    def acquire(self, key_id: str, rate_per_s: float | None = None,
+                burst: int | None = None) -> float:
         """Take one token; return 0 if allowed, else the seconds until a token is available."""
+        rate = rate_per_s or self.rate_per_s
+        size = float(burst or self.burst)
         now = self._clock()
         bucket = self._buckets.get(key_id)
         if bucket is None:
-            bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(float(self.burst),
-                            bucket.tokens + (now - bucket.updated) * self.rate_per_s)
+            bucket = self._buckets[key_id] = _Bucket(size, now)
+        bucket.tokens = min(size, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate_per_s
+        return (1.0 - bucket.tokens) / rate
 
-    def check(self, key_id: str) -> None:
+    def check(self, key: ApiKey) -> None:
         """Raise the 429 if the key is over its limit."""
-        wait_s = self.acquire(key_id)
+        rate = key.rate_limit_per_s or self.rate_per_s
+        burst = key.rate_limit_burst or self.burst
+        wait_s = self.acquire(key.key_id, rate, burst)
         if wait_s > 0:
             retry_after = max(1, math.ceil(wait_s))
             raise ApiError(429, "rate_limited",
-                           f"Too many requests for this API key (limit {self.rate_per_s:g}/s, "
-                           f"burst {self.burst}); retry after {retry_after} s.",
+                           f"Too many requests for this API key (limit {rate:g}/s, "
+                           f"burst {burst}); retry after {retry_after} s.",
                            headers={"Retry-After": str(retry_after)})
 
 

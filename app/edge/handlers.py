@@ -1,4 +1,4 @@
-"""HTTP handlers: POST /submit, GET /healthz, GET /readyz."""
+"""HTTP handlers: POST /submit, GET /healthz, GET /readyz, GET /openapi.json."""
 
 from __future__ import annotations
 
@@ -8,21 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
+from app.contracts.ids import normalise_uuid
 from app.contracts.messages import Submission, dumps
-from app.contracts.submission import FieldProblem, SubmissionValidator
+from app.edge import auth
 from app.edge.errors import ApiError, invalid_body, json_response
-from app.edge.guards import RateLimiter, read_body
-from app.edge.publisher import BrokerUnavailable, Publisher
-from app.ops.keys import ApiKey, ReloadingKeyRing
-from app.settings import Settings
+from app.edge.guards import read_body
+from app.edge.publisher import BrokerUnavailable
+from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
 
 log = logging.getLogger("voix.edge")
-
-SETTINGS = web.AppKey("settings", Settings)
-PUBLISHER = web.AppKey("publisher", Publisher)  # type: ignore[type-abstract]
-KEYRING = web.AppKey("keyring", ReloadingKeyRing)
-VALIDATOR = web.AppKey("validator", SubmissionValidator)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 UUID_FIELDS = ("callId", "teamId", "userId")
 
@@ -67,47 +61,18 @@ def parse_json_body(raw: bytes) -> Any:
         raise _BodyError(f"the body is not acceptable JSON: {exc}") from None
 
 
-# ---- auth and tenancy -------------------------------------------------------------------
-
-def authenticate(request: web.Request) -> ApiKey:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized",
-                       "Send your API key as 'Authorization: Bearer <key>'.",
-                       headers={"WWW-Authenticate": 'Bearer realm="voix-ingest"'})
-    key = request.app[KEYRING].authenticate(token.strip())
-    if key is None:
-        raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.",
-                       headers={"WWW-Authenticate": 'Bearer realm="voix-ingest", '
-                                                    'error="invalid_token"'})
-    return key
-
-
-def resolve_team(request: web.Request, key: ApiKey, body: dict[str, Any]) -> str:
-    """Team-scoped key: its own team, whatever the body says. Workspace key: the body's teamId,
-    which must belong to the key's workspace."""
-    if not key.workspace_wide:
-        assert key.team_id is not None
-        return key.team_id
-    team_id = body.get("teamId")
-    if team_id is None:
-        raise invalid_body([FieldProblem("teamId", "is required with a workspace-wide API key")])
-    if not request.app[KEYRING].current.team_in_workspace(key.workspace_id, team_id):
-        raise ApiError(403, "forbidden", "teamId is not a team of this API key's workspace.",
-                       [FieldProblem("teamId", "is not a team of this API key's workspace")])
-    return str(team_id)
-
-
 # ---- handlers ---------------------------------------------------------------------------
 
 async def submit(request: web.Request) -> web.Response:
-    key = authenticate(request)
-    request.app[RATE_LIMITER].check(key.key_id)
+    settings = request.app[SETTINGS]
+    keys = request.app[KEYS]
+    key = await auth.authenticate(keys, request.headers.get("Authorization"),
+                                  settings.retry_after_s)
+    request.app[RATE_LIMITER].check(key)
     if request.content_type != "application/json" or request.charset not in (None, "utf-8"):
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with 'Content-Type: application/json'.")
-    raw = await read_body(request, request.app[SETTINGS].client_timeout_s)
+    raw = await read_body(request, settings.client_timeout_s)
     try:
         body = parse_json_body(raw)
     except _BodyError as exc:
@@ -117,12 +82,11 @@ async def submit(request: web.Request) -> web.Response:
         raise invalid_body(problems)
     for name in UUID_FIELDS:  # UUIDs are case-insensitive; one spelling keeps keys stable
         if name in body:
-            body[name] = body[name].lower()
-    team_id = resolve_team(request, key, body)
+            body[name] = normalise_uuid(body[name])
+    team_id = auth.team_for_submission(keys, key, body.get("teamId"))
     call = {k: v for k, v in body.items() if k != "teamId"}
     submission = Submission.new(team_id=team_id, key_id=key.key_id, call=call)
 
-    settings = request.app[SETTINGS]
     try:
         await request.app[PUBLISHER].publish(
             settings.topics.submissions, submission.call_id.encode(), dumps(submission.to_value())
@@ -145,7 +109,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if await request.app[PUBLISHER].check():
+    """Ready when the API keys are loaded and the producer reaches the cluster."""
+    if not request.app[KEYS].ready:
+        reason = "API keys not loaded yet"
+    elif not await request.app[PUBLISHER].check():
+        reason = "kafka not reachable"
+    else:
         return json_response({"status": "ready"})
-    return json_response({"status": "not ready", "reason": "kafka not reachable"}, 503,
+    return json_response({"status": "not ready", "reason": reason}, 503,
                          headers={"Retry-After": str(request.app[SETTINGS].retry_after_s)})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from app import __version__
 from app.contracts.submission import load_submission_schema
-from app.edge.errors import json_response
 
 _ERROR = {
     "type": "object",
@@ -144,9 +141,3 @@ def build_openapi(submission_schema: dict[str, Any] | None = None) -> dict[str, 
         },
     }
 
-
-OPENAPI = web.AppKey("openapi", dict)
-
-
-async def openapi_handler(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])

@@ -24,6 +24,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from app.kafka_clients import client_kwargs, describe, diagnose
 from app.ops import metrics
 from app.settings import Settings
 
@@ -64,7 +65,7 @@ class KafkaPublisher:
     def _new_producer(self) -> AIOKafkaProducer:
         s = self.settings
         return AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **client_kwargs(s),
             client_id="voix-edge",
             acks="all",
             enable_idempotence=True,
@@ -87,21 +88,31 @@ class KafkaPublisher:
 
     async def _connect_forever(self) -> None:
         delay = 0.25
+        reported: str | None = None
         while not self._stopping and len(self._producers) < self.settings.edge_producers:
             producer = self._new_producer()
             try:
                 await producer.start()
             except (KafkaError, OSError) as exc:
-                log.warning("kafka not reachable at %s (%s); retrying in %.1fs",
-                            self.settings.kafka_bootstrap, exc, delay)
                 with contextlib.suppress(Exception):
                     await producer.stop()
+                # One line naming the cause (wrong password, CA, mechanism, or a broker that
+                # is down), and again only when the cause changes: not one per retry.
+                problem = await diagnose(self.settings)
+                cause = problem.message if problem else f"{exc!r}"
+                if cause != reported:
+                    log.error("edge cannot connect to Kafka at %s: %s; answering 503 and "
+                              "retrying", describe(self.settings), cause)
+                    reported = cause
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self._producers.append(producer)
-            log.info("kafka producer %d connected to %s", len(self._producers),
-                     self.settings.kafka_bootstrap)
+            if reported is not None:
+                log.info("edge connected to Kafka at %s", describe(self.settings))
+                reported = None
+            log.debug("kafka producer %d connected to %s", len(self._producers),
+                      describe(self.settings))
 
     async def _funnel(self) -> None:
         """Move queued records into the producer, oldest first, without awaiting deliveries."""

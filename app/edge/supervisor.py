@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from app.ops.metrics import MULTIPROC_ENV
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
 
 log = logging.getLogger("voix.edge")
 
@@ -28,7 +28,7 @@ def run_edge_processes(settings: Settings, workers: int) -> int:
         env.setdefault(MULTIPROC_ENV, metrics_dir)
         command = [sys.executable, "-m", "app", "edge", "--host", settings.edge_host,
                    "--port", str(settings.edge_port), "--reuse-port"]
-        procs = [subprocess.Popen(command, env=env, cwd=PROJECT_ROOT) for _ in range(workers)]
+        procs = [subprocess.Popen(command, env=env) for _ in range(workers)]
         log.info("started %d edge processes on port %d (pids %s)", workers, settings.edge_port,
                  ", ".join(str(p.pid) for p in procs))
 

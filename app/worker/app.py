@@ -12,7 +12,9 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from faust.types import EventT, StreamT
+from yarl import URL
 
+from app.contracts.ids import utc_now_iso
 from app.contracts.messages import (
     COMMAND_EXPIRE,
     COMMAND_REPLAY,
@@ -28,11 +30,13 @@ from app.contracts.messages import (
     dumps,
     message_type,
     record_key,
-    utc_now_iso,
 )
+from app.contracts.topics import CALLS_TABLE
+from app.kafka_clients import faust_broker_kwargs
 from app.ops.metrics import install_worker_metrics
+from app.ops.topics import Replication, replication_for
 from app.settings import Settings
-from app.worker.lifecycle import register_lifecycle_view
+from app.worker.call_status import register_call_status_view
 from app.worker.merge import MergeResult, apply_reprocess, apply_status, is_expired, merge_beat
 from app.worker.rebalance import RebalanceSafeTransport
 from app.worker.tuning import limit_fetch_wait
@@ -63,20 +67,34 @@ class IngestWorker(faust.App):
         return RebalanceSafeTransport(self.conf.broker_consumer, self)
 
 
-def create_worker_app(settings: Settings) -> faust.App:
+def create_worker_app(settings: Settings, replication: Replication | None = None) -> faust.App:
+    """`replication`: of the topics Faust creates (its changelog); run_worker asks the cluster."""
+    replication = replication or replication_for(settings, brokers=1)
     app = IngestWorker(
         settings.worker_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker_kwargs(settings),
         store=settings.worker_store,
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=replication.factor,
         processing_guarantee=settings.processing_guarantee,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        web_host="127.0.0.1",
+        # Faust's web_bind is the listen address (its default, 0.0.0.0, exposed the port on
+        # every interface); web_host/canonical_url are what it advertises to the other workers.
+        web_bind=settings.worker_web_host,
         web_port=settings.worker_web_port,
+        web_host=URL(settings.worker_url).host,
+        canonical_url=settings.worker_url,
         web_enabled=True,
+        # Faust's own web apps answer without any authentication: /table/<name>/<key> would
+        # serve every tenant's call state, /router and /graph the topology. Only our pages
+        # (health, metrics, the authorised call-state view) are served.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         autodiscover=False,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
@@ -96,7 +114,8 @@ def create_worker_app(settings: Settings) -> faust.App:
     # Keyed by the raw callId bytes, exactly like the input topics: the changelog partition of
     # a call equals its topic partition, so Faust's router (table_route) finds the owner.
     # The value maps teamId -> that team's call state (two teams may use the same callId).
-    calls = app.Table("calls", default=None, partitions=settings.partitions,
+    calls = app.Table(CALLS_TABLE, default=None, partitions=settings.partitions,
+                      extra_topic_configs={"min.insync.replicas": str(replication.min_insync)},
                       schema=faust.Schema(key_type=str, key_serializer="raw",
                                           value_serializer="json"))
 
@@ -231,7 +250,7 @@ def create_worker_app(settings: Settings) -> faust.App:
         if sent:
             log.info("expiry sweep: asked to expire %d call(s)", sent)
 
-    register_lifecycle_view(app, calls, settings, partition_of)
+    register_call_status_view(app, calls, settings, partition_of)
     return app
 
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.contracts.ids import job_id_for
 from app.contracts.messages import (
     FORMAT_VERSION,
     JOB_TYPE,
     RECORD_TYPE,
     StatusUpdate,
     Submission,
-    job_id_for,
 )
 
 # Fields that describe the call; teamId is resolved by the edge and kept at the top level.

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from app.ops.keys import KeyStore
 from app.settings import PROJECT_ROOT
 from tests.faults.checker import Fault, Figures, figures, read_jobs
 from tests.faults.conftest import record_figures
@@ -103,9 +102,8 @@ def make_stack(bootstrap: str, workdir: Path) -> tuple[Stack, list[TeamKey]]:
     stack = Stack(bootstrap=bootstrap, prefix=f"faults-{uuid.uuid4().hex[:10]}.",
                   workdir=workdir)
     stack.cli("topics", "create")
-    store = KeyStore(stack.keys_file)
-    keys = [TeamKey(store.create(workspace_id=WORKSPACE, team_id=team)[0], team)
-            for team in TEAMS]
+    keys = [TeamKey(stack.cli("keys", "create", "--workspace", WORKSPACE, "--team",
+                              team).strip(), team) for team in TEAMS]
     return stack, keys
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
-from app.ops.keys import KeyStore
+from app.ops.keys import KeyAdmin
 from tests.integration.stack import Stack, broker_reachable, kafka_bootstrap
 
 WORKSPACE = "c0ffee00-0000-4000-8000-000000000001"
@@ -52,10 +53,15 @@ def stack(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def keys(stack: Stack) -> Keys:
-    store = KeyStore(stack.keys_file)
-    team_a, _ = store.create(workspace_id=WORKSPACE, team_id=TEAM_A, label="team A")
-    team_b, _ = store.create(workspace_id=WORKSPACE, team_id=TEAM_B, label="team B")
-    workspace, _ = store.create(workspace_id=WORKSPACE, team_id=None, label="workspace")
-    foreign, _ = store.create(workspace_id=FOREIGN_WORKSPACE, team_id=None, label="foreign")
-    store.add_team(FOREIGN_WORKSPACE, FOREIGN_TEAM)
-    return Keys(team_a, team_b, workspace, foreign)
+    async def create() -> Keys:
+        admin = KeyAdmin(stack.settings)
+        team_a, _ = await admin.create(workspace_id=WORKSPACE, team_id=TEAM_A, label="team A")
+        team_b, _ = await admin.create(workspace_id=WORKSPACE, team_id=TEAM_B, label="team B")
+        workspace, _ = await admin.create(workspace_id=WORKSPACE, team_id=None,
+                                          label="workspace")
+        foreign, _ = await admin.create(workspace_id=FOREIGN_WORKSPACE, team_id=None,
+                                        label="foreign")
+        await admin.add_team(FOREIGN_WORKSPACE, FOREIGN_TEAM)
+        return Keys(team_a, team_b, workspace, foreign)
+
+    return asyncio.run(create())

@@ -21,8 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.contracts.topics import TopicNames
+from app.ops.keys import KeyAdmin
 from app.ops.tail import topic_partitions
-from app.settings import PROJECT_ROOT
+from app.settings import PROJECT_ROOT, Settings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -77,27 +78,34 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     worker_ports: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
     @property
     def topics(self) -> TopicNames:
-        d = TopicNames()
-        return TopicNames(self.prefix + d.submissions, self.prefix + d.records,
-                          self.prefix + d.jobs, self.prefix + d.deadletter,
-                          self.prefix + d.status, self.prefix + d.commands)
+        return self.settings.topics
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the stack's processes run with (for in-process clients of tests)."""
+        return Settings.from_env(self.env())
+
+    async def create_key(self, workspace_id: str, team_id: str | None,
+                         **limits: Any) -> str:
+        """A new API key on this stack's keys topic; the full key."""
+        presented, _ = await KeyAdmin(self.settings).create(
+            workspace_id=workspace_id, team_id=team_id, **limits)
+        return presented
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.edge_port}"
-
-    @property
-    def keys_file(self) -> Path:
-        return self.workdir / "keys.json"
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "VOIX_TOPIC_PREFIX": self.prefix,
-            "VOIX_KEYS_FILE": str(self.keys_file),
             "VOIX_WORKER_ID": f"{self.prefix}worker",
             "VOIX_WORKER_STORE": "memory://",
             "VOIX_WORKER_DATA_DIR": str(self.workdir / "worker"),

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.contracts.messages import job_id_for
-from app.ops.keys import KeyStore
 from tests.factories import beat1, beat2
 from tests.integration.calls import get_call, send_status, wait_call, wait_consumed
 from tests.integration.conftest import TEAM_A, WORKSPACE
@@ -36,7 +35,7 @@ def records_for(records: list[Record], call_id: str) -> list[Record]:
 
 async def test_expiry_late_status_replay_and_late_beat(short_lived: Stack) -> None:
     stack = short_lived
-    key, _ = KeyStore(stack.keys_file).create(workspace_id=WORKSPACE, team_id=TEAM_A)
+    key = await stack.create_key(WORKSPACE, TEAM_A)
     since = datetime.now(UTC) - timedelta(seconds=2)
     call_id = new_call_id()
     job_id = job_id_for(TEAM_A, call_id)

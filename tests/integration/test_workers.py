@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.contracts.messages import job_id_for
-from app.ops.keys import KeyStore
+from app.contracts.ids import job_id_for
+from app.worker.call_status import FORWARDED_HEADER
 from tests.factories import beat1, beat2
 from tests.integration.calls import get_call, wait_consumed
 from tests.integration.conftest import TEAM_A, WORKSPACE
@@ -50,7 +50,7 @@ async def group_size(stack: Stack) -> int:
 
 async def test_rebalance_mid_stream_keeps_merges_jobs_and_lookups(pair: Stack) -> None:
     stack = pair
-    key, _ = KeyStore(stack.keys_file).create(workspace_id=WORKSPACE, team_id=TEAM_A)
+    key = await stack.create_key(WORKSPACE, TEAM_A)
     call_ids = [new_call_id() for _ in range(CALLS)]
 
     async def stream() -> None:
@@ -88,22 +88,28 @@ async def test_rebalance_mid_stream_keeps_merges_jobs_and_lookups(pair: Stack) -
         await asyncio.sleep(0.5)
     assert await group_size(stack) == 2
 
-    # Exactly one worker owns each call and answers from its table (the other says 421), each
-    # worker owns some calls, and the merged state has both beats.
+    # Exactly one worker owns each call and answers from its table (asked not to forward, the
+    # other says 421), each worker owns some calls, and the merged state has both beats. Asked
+    # without a key, neither worker shows any call state.
     owners: dict[str, str] = {}
+    no_forwarding = {"Authorization": f"Bearer {key}", FORWARDED_HEADER: "test"}
     for call_id in call_ids:
         for base in stack.worker_urls:
-            async with aiohttp.ClientSession() as http, http.get(
-                    f"{base}/calls/{call_id}", timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                assert resp.status in (200, 421), (base, call_id, await resp.text())
-                if resp.status == 421:
-                    continue
-                assert call_id not in owners, "two workers answer for one call"
-                owners[call_id] = base
-                state = (await resp.json(content_type=None))["teams"][TEAM_A]
-                assert state["status"] == "transcribing"
-                assert state["call"]["duration"] == 42  # from beat 2
-                assert state["call"]["userId"] == user_of(call_id)  # from beat 1
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/calls/{call_id}",
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    assert resp.status == 401 and call_id not in await resp.text()
+                async with http.get(f"{base}/calls/{call_id}", headers=no_forwarding,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    assert resp.status in (200, 421), (base, call_id, await resp.text())
+                    if resp.status == 421:
+                        continue
+                    assert call_id not in owners, "two workers answer for one call"
+                    owners[call_id] = base
+                    state = (await resp.json(content_type=None))["teams"][TEAM_A]
+                    assert state["status"] == "transcribing"
+                    assert state["call"]["duration"] == 42  # from beat 2
+                    assert state["call"]["userId"] == user_of(call_id)  # from beat 1
     assert set(owners) == set(call_ids) and set(owners.values()) == set(stack.worker_urls)
     for call_id in call_ids:
         status, _, body = await get_call(stack.url, key, call_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,11 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from app.contracts.messages import job_id_for
 from app.edge.app import create_app
-from app.edge.handlers import KEYRING
 from app.edge.publisher import BrokerUnavailable
-from app.ops.keys import KeyStore
 from app.settings import Settings
-from tests.factories import beat1, beat2
+from tests.factories import MemoryKeys, beat1, beat2
 
 WS = "8a1f0c3e-7d2b-4c5a-9e6f-1b2c3d4e5f60"
 TEAM = "8a1f0c3e-7d2b-4c5a-9e6f-1b2c3d4e5f61"
@@ -46,7 +43,7 @@ class Edge:
     publisher: RecordingPublisher
     team_key: str
     workspace_key: str
-    store: KeyStore
+    keys: MemoryKeys
 
     async def submit(self, body: Any, key: str | None = None, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {key or self.team_key}"}
@@ -56,22 +53,21 @@ class Edge:
         return await self.client.post("/submit", headers=headers, **kw)
 
 
-async def start_edge(tmp_path: Path, **settings_overrides: object) -> Edge:
+async def start_edge(**settings_overrides: object) -> Edge:
     """An edge on a test server with a recording publisher, a team key and a workspace key."""
-    settings = Settings(keys_file=tmp_path / "keys.json", max_body_bytes=16384
-                        ).with_overrides(**settings_overrides)
-    store = KeyStore(settings.keys_file)
-    team_key, _ = store.create(workspace_id=WS, team_id=TEAM)
-    workspace_key, _ = store.create(workspace_id=WS, team_id=None)
+    settings = Settings(max_body_bytes=16384).with_overrides(**settings_overrides)
+    keys = MemoryKeys()
+    team_key, _ = keys.create(workspace_id=WS, team_id=TEAM)
+    workspace_key, _ = keys.create(workspace_id=WS, team_id=None)
     publisher = RecordingPublisher()
-    client = TestClient(TestServer(create_app(settings, publisher=publisher)))
+    client = TestClient(TestServer(create_app(settings, publisher=publisher, keys=keys)))
     await client.start_server()
-    return Edge(client, publisher, team_key, workspace_key, store)
+    return Edge(client, publisher, team_key, workspace_key, keys)
 
 
 @pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    started = await start_edge(tmp_path)
+async def edge() -> AsyncIterator[Edge]:
+    started = await start_edge()
     try:
         yield started
     finally:
@@ -136,12 +132,29 @@ async def test_missing_or_unknown_key_is_401(edge: Edge, header: str | None) -> 
 
 
 async def test_revoked_key_is_401_without_restart(edge: Edge) -> None:
-    key = edge.store.load().authenticate(edge.team_key)
+    key = edge.keys.current.authenticate(edge.team_key)
     assert key is not None
-    edge.store.revoke(key.key_id)
-    edge.client.app[KEYRING].refresh(force=True)  # the edge polls once a second; skip the wait
+    edge.keys.revoke(key.key_id)  # as the directory applies a revocation read from the topic
     resp = await edge.submit(beat1())
     assert resp.status == 401
+
+
+async def test_keys_not_loaded_yet_is_503_not_401(edge: Edge) -> None:
+    edge.keys.ready = False
+    resp = await edge.submit(beat1())
+    assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+    ready = await edge.client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["reason"] == "API keys not loaded yet"
+    assert edge.publisher.published == []
+
+
+async def test_a_key_can_carry_its_own_rate_limit(edge: Edge) -> None:
+    limited, _ = edge.keys.create(workspace_id=WS, team_id=TEAM, rate_limit_per_s=0.001,
+                                  rate_limit_burst=2)
+    statuses = [(await edge.submit(beat1(), key=limited)).status for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    assert (await edge.submit(beat1())).status == 202  # the default limit of other keys
 
 
 async def test_invalid_body_lists_every_field(edge: Edge) -> None:

@@ -7,24 +7,23 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
+from app.contracts.api_keys import split_key
 from app.contracts.recording_url import recording_url_problem
 from app.contracts.submission import default_validator
 from app.edge.guards import RateLimiter
-from app.ops.keys import split_key
 from tests.factories import beat1, beat2
 from tests.unit.test_edge import TEAM, Edge, start_edge
 
 
 @pytest.fixture
-async def make_edge(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+async def make_edge() -> AsyncIterator[Callable[..., object]]:
     edges: list[Edge] = []
 
     async def make(**overrides: object) -> Edge:
-        edge = await start_edge(tmp_path / str(len(edges)), **overrides)
+        edge = await start_edge(**overrides)
         edges.append(edge)
         return edge
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.contracts.submission import load_submission_schema
 from app.edge.app import create_app
 from app.edge.openapi import build_openapi
 from app.settings import Settings
+from tests.factories import MemoryKeys
 from tests.unit.test_edge import RecordingPublisher
 
 
@@ -33,8 +32,8 @@ def test_a_schema_change_shows_in_the_document() -> None:
         "properties"]
 
 
-async def test_served_at_openapi_json(tmp_path: Path) -> None:
-    app = create_app(Settings(keys_file=tmp_path / "keys.json"), publisher=RecordingPublisher())
+async def test_served_at_openapi_json() -> None:
+    app = create_app(Settings(), publisher=RecordingPublisher(), keys=MemoryKeys())
     async with TestClient(TestServer(app)) as client:
         resp = await client.get("/openapi.json")
         assert resp.status == 200
