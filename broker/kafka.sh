@@ -4,6 +4,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # paths work from any cwd/worktree
 LIB="$HERE/lib"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1000))}"
@@ -12,6 +15,7 @@ HEAP="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 TIMEOUT="${KAFKA_UP_TIMEOUT:-60}"
 PIDFILE="$DATA/kafka.pid"
 LOG="$DATA/logs/server.log"
+NAME="kafka"   # how messages name the broker
 
 usage() {
   cat <<EOF
@@ -32,8 +36,6 @@ Brokers with different ports and data dirs run side by side; the data dir holds
 server.properties, the pid file, the logs (logs/server.log) and the topic data.
 EOF
 }
-
-die() { echo "kafka.sh: $*" >&2; exit 1; }
 
 install() {
   local stamp="$LIB/kafka-$KAFKA_VERSION.stamp" probe="$LIB/classes/KafkaReady.class"
@@ -105,6 +107,63 @@ java_opts() {
     -Dlog4j2.configurationFile="$HERE/log4j2.xml" -cp "$LIB/*")
 }
 
+# A random cluster id: 16 bytes in URL-safe base64 (as `StorageTool random-uuid` prints).
+new_cluster_id() { head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+
+# format_storage CLUSTER_ID [STORAGE_TOOL_ARGS...]: format $DATA once (needs write_config first).
+format_storage() {
+  [[ -f "$DATA/kraft-logs/meta.properties" ]] && return 0
+  java_opts
+  # The id may start with '-', hence --cluster-id=ID rather than -t ID.
+  java "${JAVA_OPTS[@]}" kafka.tools.StorageTool format --cluster-id="$1" \
+    --config "$DATA/server.properties" "${@:2}" \
+    >"$DATA/logs/format.log" 2>&1 || { cat "$DATA/logs/format.log" >&2; die "storage format failed"; }
+}
+
+# Start the broker of $DATA in the background; its pid goes to $PIDFILE and STARTED.
+STARTED=() STARTED_DATA=()
+launch_broker() {
+  java_opts
+  # 8>&- 9>&-: the broker must not inherit (and so hold on to) the install/up locks.
+  nohup java "${JAVA_OPTS[@]}" kafka.Kafka "$DATA/server.properties" \
+    >"$DATA/logs/console.log" 2>&1 </dev/null 8>&- 9>&- &
+  echo "$!" >"$PIDFILE"
+  STARTED+=("$!") STARTED_DATA+=("$DATA")
+}
+
+# await_ready BOOTSTRAP TIMEOUT READY_LOG [KafkaReady OPTIONS...]: probe while the broker(s) of
+# STARTED boot (the probe's own JVM start overlaps theirs). An open port is not enough: KRaft
+# opens it before the broker is unfenced, so the probe asks for metadata until it answers.
+await_ready() {
+  local bootstrap="$1" timeout="$2" ready_log="$3" pid
+  java -cp "$LIB/*:$LIB/classes" KafkaReady "$bootstrap" "$((timeout * 1000))" "${@:4}" \
+    >/dev/null 2>"$ready_log" 8>&- 9>&- &
+  local probe=$!
+  local deadline=$((SECONDS + timeout + 5))
+  while kill -0 "$probe" 2>/dev/null; do
+    for pid in "${STARTED[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { kill "$probe"; fail_start "pid $pid exited"; }
+    done
+    ((SECONDS < deadline)) || { kill "$probe"; fail_start "not ready after ${timeout}s"; }
+    sleep 0.1
+  done
+  wait "$probe" || fail_start "$(tail -1 "$ready_log")"
+}
+
+# A failed start leaves no half-started broker behind: kill what this command started.
+fail_start() {
+  local i
+  echo "kafka.sh: $1" >&2
+  for i in "${!STARTED[@]}"; do
+    kill -KILL "${STARTED[i]}" 2>/dev/null || true   # it may have exited by itself
+    rm -f "${STARTED_DATA[i]}/kafka.pid"
+    echo "--- last 40 lines of ${STARTED_DATA[i]}/logs/server.log:" >&2
+    tail -n 40 "${STARTED_DATA[i]}/logs/server.log" >&2 2>/dev/null || true
+    tail -n 20 "${STARTED_DATA[i]}/logs/console.log" >&2 2>/dev/null || true
+  done
+  exit 1
+}
+
 up() {
   install
   port_open "$PORT" && { echo "kafka: already answering on 127.0.0.1:$PORT"; return 0; }
@@ -113,72 +172,51 @@ up() {
   port_open "$PORT" && { echo "kafka: already answering on 127.0.0.1:$PORT"; return 0; }
   running_pid >/dev/null && die "pid $(running_pid) runs but 127.0.0.1:$PORT does not answer: try down"
   write_config
-  java_opts
-  if [[ ! -f "$DATA/kraft-logs/meta.properties" ]]; then
-    # A cluster id is 16 random bytes in URL-safe base64 (as `StorageTool random-uuid` prints);
-    # it may start with '-', hence --cluster-id=ID rather than -t ID.
-    local cluster_id
-    cluster_id="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-    java "${JAVA_OPTS[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" \
-      --config "$DATA/server.properties" \
-      >"$DATA/logs/format.log" 2>&1 || { cat "$DATA/logs/format.log" >&2; die "storage format failed"; }
-  fi
-  # 8>&- 9>&-: the broker must not inherit (and so hold on to) the install/up locks.
-  nohup java "${JAVA_OPTS[@]}" kafka.Kafka "$DATA/server.properties" \
-    >"$DATA/logs/console.log" 2>&1 </dev/null 8>&- 9>&- &
-  pid=$!
-  echo "$pid" >"$PIDFILE"
-  # Probe while the broker boots (the probe's own JVM start overlaps it). An open port is not
-  # enough: KRaft opens it before the broker is unfenced, so ask for metadata until it answers.
-  java -cp "$LIB/*:$LIB/classes" KafkaReady "127.0.0.1:$PORT" "$((TIMEOUT * 1000))" \
-    >/dev/null 2>"$DATA/logs/ready.log" 8>&- 9>&- &
-  local probe=$!
-  local deadline=$((SECONDS + TIMEOUT + 5))
-  while kill -0 "$probe" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { kill "$probe"; fail_start "the broker exited"; }
-    ((SECONDS < deadline)) || { kill "$probe"; fail_start "not ready after ${TIMEOUT}s"; }
-    sleep 0.1
-  done
-  wait "$probe" || fail_start "$(tail -1 "$DATA/logs/ready.log")"
-  echo "kafka $KAFKA_VERSION: up on 127.0.0.1:$PORT (pid $pid, data $DATA)"
+  format_storage "$(new_cluster_id)"
+  launch_broker
+  await_ready "127.0.0.1:$PORT" "$TIMEOUT" "$DATA/logs/ready.log"
+  echo "kafka $KAFKA_VERSION: up on 127.0.0.1:$PORT (pid ${STARTED[0]}, data $DATA)"
 }
 
-# A failed `up` leaves no half-started broker behind.
-fail_start() {
-  kill -KILL "$pid" 2>/dev/null && rm -f "$PIDFILE"
-  echo "kafka.sh: $1; last 40 lines of $LOG:" >&2
-  tail -n 40 "$LOG" >&2 2>/dev/null || true
-  tail -n 20 "$DATA/logs/console.log" >&2 2>/dev/null || true
-  exit 1
+# terminate PIDS...: SIGTERM (a controlled shutdown, ~2 s) all at once, SIGKILL after 30 s.
+terminate() {
+  local pid left
+  kill -TERM "$@" 2>/dev/null || true
+  for _ in $(seq 300); do
+    left=0
+    for pid; do exited "$pid" || left=1; done
+    ((left)) || return 0
+    sleep 0.1
+  done
+  for pid; do
+    exited "$pid" && continue
+    echo "$NAME: pid $pid ignored SIGTERM for 30 s, killing it" >&2; kill -KILL "$pid"
+    for _ in $(seq 100); do exited "$pid" && break; sleep 0.05; done
+  done
 }
 
 down() {
   local pid
-  pid="$(running_pid)" || { rm -f "$PIDFILE"; echo "kafka: not running (port $PORT)"; return 0; }
-  kill -TERM "$pid"   # a controlled shutdown, ~2 s
-  for _ in $(seq 300); do exited "$pid" && break; sleep 0.1; done
-  if ! exited "$pid"; then
-    echo "kafka: pid $pid ignored SIGTERM for 30 s, killing it" >&2; kill -KILL "$pid"
-    for _ in $(seq 100); do exited "$pid" && break; sleep 0.05; done
-  fi
-  rm -f "$PIDFILE"; echo "kafka: stopped pid $pid (port $PORT)"
+  pid="$(running_pid)" || { rm -f "$PIDFILE"; echo "$NAME: not running (port $PORT)"; return 0; }
+  terminate "$pid"
+  rm -f "$PIDFILE"; echo "$NAME: stopped pid $pid (port $PORT)"
 }
 
 status() {
   local pid
   if pid="$(running_pid)"; then
-    echo "kafka: running, pid $pid, port $PORT, data $DATA"
+    echo "$NAME: running, pid $pid, port $PORT, data $DATA"
   else
-    echo "kafka: stopped (port $PORT, data $DATA)"; exit 3
+    echo "$NAME: stopped (port $PORT, data $DATA)"; exit 3
   fi
 }
 
 kill_broker() {
   local pid
-  pid="$(running_pid)" || { echo "kafka: not running (port $PORT)"; return 0; }
+  pid="$(running_pid)" || { echo "$NAME: not running (port $PORT)"; return 0; }
   kill -KILL "$pid"
   for _ in $(seq 100); do exited "$pid" && break; sleep 0.05; done   # its port is closed then
-  rm -f "$PIDFILE"; echo "kafka: killed pid $pid (port $PORT)"
+  rm -f "$PIDFILE"; echo "$NAME: killed pid $pid (port $PORT)"
 }
 
 case "${1:-}" in
