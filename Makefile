@@ -13,10 +13,10 @@ export KAFKA_BOOTSTRAP
 endif
 
 .PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
-        broker-status topics clean test-faults bench
+        broker-status topics clean test-faults bench secure-up secure-down secure-status
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ broker-down: ## stop the local Kafka broker
 
 broker-status: ## is the local broker running?
 	bash $(BROKER) status
+
+# The broker that admits clients only over SASL_SSL (SCRAM) or mutual TLS, beside the usual one.
+SECURE := KAFKA_SECURITY=sasl_ssl
+secure-up: ## start the SASL_SSL-only broker (127.0.0.1:9094, mTLS 9095); client settings in broker/secure/client.env
+	$(SECURE) bash $(BROKER) up
+
+secure-down: ## stop the SASL_SSL-only broker
+	$(SECURE) bash $(BROKER) down
+
+secure-status: ## is the SASL_SSL-only broker running?
+	$(SECURE) bash $(BROKER) status
 
 topics: install broker-up ## create the topics (idempotent)
 	$(PY) -m app topics create

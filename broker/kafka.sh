@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # A self-contained local Kafka broker (single-node KRaft), jars fetched from Maven Central.
+# Also: a SASL_SSL-only variant (KAFKA_SECURITY=sasl_ssl, helpers in secure.sh and tls.sh).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # paths work from any cwd/worktree
@@ -8,19 +10,33 @@ LIB="$HERE/lib"
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
-PORT="${KAFKA_PORT:-9092}"
+SECURITY="${KAFKA_SECURITY:-plaintext}"
+# The secured broker has its own default port and data dir, so it runs beside the usual one.
+case "$SECURITY" in
+  plaintext) default_port=9092 default_data="$HERE/data" ;;
+  sasl_ssl) default_port=9094 default_data="$HERE/secure" ;;
+  *) die "KAFKA_SECURITY must be plaintext or sasl_ssl, not '$SECURITY'" ;;
+esac
+PORT="${KAFKA_PORT:-$default_port}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1000))}"
-DATA="$(realpath -m "${KAFKA_DATA_DIR:-$HERE/data}")"   # a relative one is taken from the cwd
+MTLS_PORT="${KAFKA_MTLS_PORT:-$((PORT + 1))}"              # sasl_ssl only
+DATA="$(realpath -m "${KAFKA_DATA_DIR:-$default_data}")"   # a relative one is taken from the cwd
 HEAP="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 TIMEOUT="${KAFKA_UP_TIMEOUT:-60}"
 PIDFILE="$DATA/kafka.pid"
 LOG="$DATA/logs/server.log"
 NAME="kafka"   # how messages name the broker
 
+# shellcheck source=tls.sh
+source "$HERE/tls.sh"
+# shellcheck source=secure.sh
+source "$HERE/secure.sh"
+
 usage() {
   cat <<EOF
 Usage: broker/kafka.sh COMMAND
 
+Single broker (PLAINTEXT on 127.0.0.1:9092 by default):
   install   fetch the Kafka $KAFKA_VERSION jars into broker/lib (skipped when already there)
   up        start the broker in the background and wait until it serves clients;
             a no-op if something already answers on the port
@@ -29,8 +45,24 @@ Usage: broker/kafka.sh COMMAND
   kill      SIGKILL the broker (for fault-injection tests)
   logs      tail -f the server log
 
+  With KAFKA_SECURITY=sasl_ssl, up/down/status/kill/logs act on a broker that admits clients
+  only over SASL_SSL (SCRAM-SHA-512) on 127.0.0.1:9094 and over mutual TLS (SSL, a client
+  certificate signed by its CA required) on 9095; data in broker/secure. Its first start makes
+  a private CA, certificates and random passwords in DATA/tls/ and SCRAM users admin
+  (inter-broker) and voix (clients). Client settings, KEY=VALUE lines:
+    DATA/client.env        KAFKA_BOOTSTRAP KAFKA_SECURITY_PROTOCOL=SASL_SSL KAFKA_SASL_MECHANISM
+                           KAFKA_SASL_USERNAME KAFKA_SASL_PASSWORD_FILE KAFKA_SSL_CAFILE
+    DATA/client-mtls.env   KAFKA_BOOTSTRAP KAFKA_SECURITY_PROTOCOL=SSL KAFKA_SSL_CAFILE
+                           KAFKA_SSL_CERTFILE KAFKA_SSL_KEYFILE
+    DATA/client.properties the same for Java clients (--command-config of Kafka's tools)
+  DATA/tls/wrong-ca.pem and wrong-client-*.pem come from an unrelated CA, for failure tests.
+  The controller listener is SASL_SSL too (PLAIN, admin only): SCRAM users live in the
+  metadata log, which controllers cannot read before they authenticate one another.
+
 Environment (defaults):
-  KAFKA_PORT=9092  KAFKA_CONTROLLER_PORT=KAFKA_PORT+1000  KAFKA_DATA_DIR=broker/data
+  KAFKA_PORT=9092 (9094 with sasl_ssl)  KAFKA_CONTROLLER_PORT=KAFKA_PORT+1000
+  KAFKA_DATA_DIR=broker/data (broker/secure with sasl_ssl)  KAFKA_SECURITY=plaintext|sasl_ssl
+  KAFKA_MTLS_PORT=KAFKA_PORT+1 (sasl_ssl only)
   KAFKA_VERSION=4.4.0  KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"  KAFKA_UP_TIMEOUT=60 (seconds)
 Brokers with different ports and data dirs run side by side; the data dir holds
 server.properties, the pid file, the logs (logs/server.log) and the topic data.
@@ -110,6 +142,16 @@ java_opts() {
 # A random cluster id: 16 bytes in URL-safe base64 (as `StorageTool random-uuid` prints).
 new_cluster_id() { head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
 
+# A data dir formatted for one security mode cannot serve another: the SCRAM users are written
+# at format time only. $DATA/security records the mode (none: an older, plaintext data dir).
+check_data_mode() {
+  [[ -f "$DATA/kraft-logs/meta.properties" ]] || return 0
+  local mode
+  mode="$(cat "$DATA/security" 2>/dev/null || echo plaintext)"
+  [[ "$mode" == "$SECURITY" ]] ||
+    die "$DATA holds a $mode broker, not $SECURITY: use another KAFKA_DATA_DIR (or down + rm -rf it)"
+}
+
 # format_storage CLUSTER_ID [STORAGE_TOOL_ARGS...]: format $DATA once (needs write_config first).
 format_storage() {
   [[ -f "$DATA/kraft-logs/meta.properties" ]] && return 0
@@ -118,6 +160,7 @@ format_storage() {
   java "${JAVA_OPTS[@]}" kafka.tools.StorageTool format --cluster-id="$1" \
     --config "$DATA/server.properties" "${@:2}" \
     >"$DATA/logs/format.log" 2>&1 || { cat "$DATA/logs/format.log" >&2; die "storage format failed"; }
+  echo "$SECURITY" >"$DATA/security"
 }
 
 # Start the broker of $DATA in the background; its pid goes to $PIDFILE and STARTED.
@@ -171,11 +214,20 @@ up() {
   exec 9>"$DATA/.up.lock"; flock 9                   # two `up`s on one data dir: one starts it
   port_open "$PORT" && { echo "kafka: already answering on 127.0.0.1:$PORT"; return 0; }
   running_pid >/dev/null && die "pid $(running_pid) runs but 127.0.0.1:$PORT does not answer: try down"
-  write_config
-  format_storage "$(new_cluster_id)"
+  check_data_mode
+  if [[ "$SECURITY" == sasl_ssl ]]; then
+    secure_prepare                                   # config, TLS material, client settings
+    format_storage "$(new_cluster_id)" "${SCRAM_ARGS[@]}"
+  else
+    write_config
+    format_storage "$(new_cluster_id)"
+  fi
   launch_broker
-  await_ready "127.0.0.1:$PORT" "$TIMEOUT" "$DATA/logs/ready.log"
+  local -a probe_opts=()
+  [[ "$SECURITY" == sasl_ssl ]] && probe_opts=(--command-config "$DATA/client.properties")
+  await_ready "127.0.0.1:$PORT" "$TIMEOUT" "$DATA/logs/ready.log" "${probe_opts[@]}"
   echo "kafka $KAFKA_VERSION: up on 127.0.0.1:$PORT (pid ${STARTED[0]}, data $DATA)"
+  [[ "$SECURITY" != sasl_ssl ]] || secure_summary
 }
 
 # terminate PIDS...: SIGTERM (a controlled shutdown, ~2 s) all at once, SIGKILL after 30 s.
