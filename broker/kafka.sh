@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # A self-contained local Kafka broker (single-node KRaft), jars fetched from Maven Central.
-# Also: a SASL_SSL-only variant (KAFKA_SECURITY=sasl_ssl, helpers in secure.sh and tls.sh).
+# Also: a SASL_SSL-only variant (KAFKA_SECURITY=sasl_ssl, helpers in secure.sh and tls.sh) and a
+# local N-node cluster (cluster-* commands, in cluster.sh).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # paths work from any cwd/worktree
@@ -25,12 +26,14 @@ HEAP="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 TIMEOUT="${KAFKA_UP_TIMEOUT:-60}"
 PIDFILE="$DATA/kafka.pid"
 LOG="$DATA/logs/server.log"
-NAME="kafka"   # how messages name the broker
+NAME="kafka"   # how messages name the broker ("kafka node 2" in a cluster)
 
 # shellcheck source=tls.sh
 source "$HERE/tls.sh"
 # shellcheck source=secure.sh
 source "$HERE/secure.sh"
+# shellcheck source=cluster.sh
+source "$HERE/cluster.sh"
 
 usage() {
   cat <<EOF
@@ -59,13 +62,27 @@ Single broker (PLAINTEXT on 127.0.0.1:9092 by default):
   The controller listener is SASL_SSL too (PLAIN, admin only): SCRAM users live in the
   metadata log, which controllers cannot read before they authenticate one another.
 
+Local N-node cluster (PLAINTEXT, every node broker+controller, ports 19092.. by default):
+  cluster-up       start NODES nodes (default 3) and wait until the cluster reports all of them
+                   as brokers; prints the bootstrap list (last line); a no-op if all run
+  cluster-down     stop every node (SIGTERM in parallel, SIGKILL after 30 s)
+  cluster-status   each node's state; exit 0 if all nodes run, 3 if not
+  cluster-kill N   SIGKILL node N (1..NODES)
+  cluster-start N  start node N again and wait until it is back in the cluster
+  Internal topics, default.replication.factor: RF = min(3, NODES); min.insync.replicas and
+  the transaction log's min ISR = max(1, RF-1).
+
 Environment (defaults):
   KAFKA_PORT=9092 (9094 with sasl_ssl)  KAFKA_CONTROLLER_PORT=KAFKA_PORT+1000
   KAFKA_DATA_DIR=broker/data (broker/secure with sasl_ssl)  KAFKA_SECURITY=plaintext|sasl_ssl
   KAFKA_MTLS_PORT=KAFKA_PORT+1 (sasl_ssl only)
-  KAFKA_VERSION=4.4.0  KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"  KAFKA_UP_TIMEOUT=60 (seconds)
+  KAFKA_VERSION=4.4.0  KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"  KAFKA_UP_TIMEOUT=60 (seconds; 120
+  for the cluster commands)
+  NODES=3  KAFKA_CLUSTER_DIR=broker/cluster  KAFKA_CLUSTER_PORT=19092 (node N: +N-1; its
+  controller: +1000)  KAFKA_CLUSTER_HEAP_OPTS="-Xms128m -Xmx512m" (per node)
 Brokers with different ports and data dirs run side by side; the data dir holds
-server.properties, the pid file, the logs (logs/server.log) and the topic data.
+server.properties, the pid file, the logs (logs/server.log) and the topic data. A cluster
+keeps one such dir per node (KAFKA_CLUSTER_DIR/node-N) and remembers its NODES.
 EOF
 }
 
@@ -278,6 +295,11 @@ case "${1:-}" in
   status) status ;;
   kill) kill_broker ;;
   logs) exec tail -n 100 -F "$LOG" ;;
+  cluster-up) cluster_up ;;
+  cluster-down) cluster_down ;;
+  cluster-status) cluster_status ;;
+  cluster-kill) cluster_kill "${2:-}" ;;
+  cluster-start) cluster_start "${2:-}" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac
