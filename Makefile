@@ -13,10 +13,11 @@ export KAFKA_BOOTSTRAP
 endif
 
 .PHONY: help install run test test-unit test-broker lint typecheck check broker-up broker-down \
-        broker-status topics clean test-faults bench
+        broker-status topics clean test-faults bench cluster-up cluster-down cluster-status \
+        secure-up secure-down secure-status
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,28 @@ broker-down: ## stop the local Kafka broker
 
 broker-status: ## is the local broker running?
 	bash $(BROKER) status
+
+# A local N-node KRaft cluster (PLAINTEXT, 127.0.0.1:19092..): for replication/failover tests.
+NODES ?= 3
+cluster-up: ## start a local NODES-node cluster (default 3) on 127.0.0.1:19092..; prints the bootstrap list
+	NODES=$(NODES) bash $(BROKER) cluster-up
+
+cluster-down: ## stop every node of the local cluster
+	bash $(BROKER) cluster-down
+
+cluster-status: ## state of each cluster node (exit 3 unless all run)
+	bash $(BROKER) cluster-status
+
+# The broker that admits clients only over SASL_SSL (SCRAM) or mutual TLS, beside the usual one.
+SECURE := KAFKA_SECURITY=sasl_ssl
+secure-up: ## start the SASL_SSL-only broker (127.0.0.1:9094, mTLS 9095); client settings in broker/secure/client.env
+	$(SECURE) bash $(BROKER) up
+
+secure-down: ## stop the SASL_SSL-only broker
+	$(SECURE) bash $(BROKER) down
+
+secure-status: ## is the SASL_SSL-only broker running?
+	$(SECURE) bash $(BROKER) status
 
 topics: install broker-up ## create the topics (idempotent)
 	$(PY) -m app topics create
