@@ -67,7 +67,7 @@ def test_required_fields(missing: str) -> None:
     ],
 )
 def test_bad_values_name_the_field(field: str, value: object, expected: str) -> None:
-    problems = fields_of(beat1(**{field: value}))
+    problems = fields_of(beat1(None, **{field: value}))
     assert list(problems) == [field]
     assert expected in problems[field]
 
