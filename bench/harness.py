@@ -70,10 +70,6 @@ class Bench:
     def bootstrap(self) -> str:
         return self.broker.bootstrap
 
-    @property
-    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
-        return self.processes.procs
-
     # ---- processes -------------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -132,7 +128,7 @@ class Bench:
     def cpu_groups(self) -> dict[str, list[int]]:
         """The processes whose CPU time each measurement reports, by role."""
         groups: dict[str, list[int]] = {}
-        for name, proc in self.procs.items():
+        for name, proc in self.processes.procs.items():
             role = name.rstrip("0123456789")
             pids = children(proc.pid) if name == "edge" else []
             groups.setdefault(role, []).extend(pids or [proc.pid])
@@ -142,13 +138,13 @@ class Bench:
         return groups
 
     def edge_pids(self, name: str = "edge") -> list[int]:
-        proc = self.procs.get(name)
+        proc = self.processes.procs.get(name)
         if proc is None:
             return []
         return children(proc.pid) or [proc.pid]
 
     def worker_pids(self) -> list[int]:
-        return [p.pid for n, p in self.procs.items() if n.startswith("worker")]
+        return [p.pid for n, p in self.processes.procs.items() if n.startswith("worker")]
 
     # ---- the workers' /metrics -------------------------------------------------------------
 

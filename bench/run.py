@@ -9,8 +9,11 @@ shares the 2 cores with what it measures.
 
 Adding a phase: write `def my_phase(bench: Bench) -> None` (in bench/phases.py, or a module of
 its own such as bench/drain.py) that keeps its figures in bench.results, and add one
-Phase("name", my_phase, "what it measures") to PHASES below, where it should run. For a table
-in the report, read its figures in bench/report.py's markdown().
+Phase("name", my_phase, "what it measures") to PHASES below, where it should run; --phases and
+--help then know it. Bench (bench/harness.py) has what phases share: env(prefix),
+topics(prefix), start_edge, start_worker, wrk, worker_totals, wait_caught_up, and the stack's
+port and topic prefix once the stack phase ran. For a table in the report, read its figures in
+bench/report.py's markdown().
 """
 
 from __future__ import annotations
