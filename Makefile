@@ -75,10 +75,10 @@ test-faults: install broker-up ## fault injection (kill workers/edge, a private 
 test-unit: install ## only the fast tests that need no broker
 	$(PY) -m pytest -m "not broker"
 
-lint: install ## ruff
-	$(VENV)/bin/ruff check app tests
+lint: install ## ruff over app, tests and bench
+	$(VENV)/bin/ruff check app tests bench
 
-typecheck: install ## mypy
+typecheck: install ## mypy over app, bench and tests (strict; tests a little less)
 	$(VENV)/bin/mypy
 
 check: lint typecheck test ## lint, typecheck and test

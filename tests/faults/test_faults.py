@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import PROJECT_ROOT
 from tests.faults.checker import Fault, Figures, figures, read_jobs
 from tests.faults.conftest import record_figures
 from tests.faults.loadgen import Ledger, LoadDriver, TeamKey
+from tests.harness import PrivateBroker
 from tests.integration.stack import Stack, broker_reachable, free_port, kafka_bootstrap
 
 WORKSPACE = "fa017000-0000-4000-8000-000000000001"
@@ -50,7 +49,7 @@ class Scenario:
     keys: list[TeamKey]
 
     def start_worker(self, name: str = "worker", **env: str) -> None:
-        self.stack.start_worker(name, **{**WORKER_ENV, **env})
+        self.stack.start_worker(name, None, **{**WORKER_ENV, **env})
 
     def start_edge(self) -> None:
         self.stack.start("edge", ["edge", "--port", str(self.stack.edge_port)], **EDGE_ENV)
@@ -178,35 +177,10 @@ async def test_worker_killed_three_times(scenario: Scenario, guarantee: str) -> 
 
 # ---- 3. stop the broker under load -----------------------------------------------------
 
-@dataclass
-class PrivateBroker:
-    """A broker of our own (never the shared one on 9092), started with broker/kafka.sh."""
-
-    port: int
-    data_dir: Path
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, action: str) -> None:
-        env = {**os.environ, "KAFKA_PORT": str(self.port),
-               "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_DATA_DIR": str(self.data_dir),
-               "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m", "KAFKA_UP_TIMEOUT": "120"}
-        assert self.port != 9092
-        subprocess.run(["bash", str(PROJECT_ROOT / "broker" / "kafka.sh"), action], env=env,
-                       check=True, timeout=180, capture_output=True)
-
-    def up(self) -> None:
-        self._run("up")
-
-    def kill(self) -> None:
-        self._run("kill")
-
-
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(free_port(), tmp_path / "kafka")
+    broker = PrivateBroker(free_port(), tmp_path / "kafka",
+                           env={"KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m", "KAFKA_UP_TIMEOUT": "120"})
     broker.up()
     try:
         yield broker

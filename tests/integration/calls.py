@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
-from app.contracts.messages import StatusUpdate, dumps, utc_now_iso
+from app.contracts.ids import utc_now_iso
+from app.contracts.messages import StatusUpdate, dumps
 from app.ops.tail import topic_partitions
 from tests.integration.stack import Stack
 

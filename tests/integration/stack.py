@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,28 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.contracts.topics import TopicNames
 from app.ops.keys import KeyAdmin
 from app.ops.tail import topic_partitions
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import Settings
+from tests import harness
+from tests.harness import DEFAULT_BOOTSTRAP, broker_reachable, free_port, kafka_bootstrap
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-
-
-def kafka_bootstrap() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
-
-
-def broker_reachable(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["DEFAULT_BOOTSTRAP", "Record", "Stack", "broker_reachable", "free_port",
+           "kafka_bootstrap", "new_call_id", "read_topic"]
 
 
 @dataclass
@@ -75,11 +54,16 @@ class Stack:
     prefix: str
     workdir: Path
     edge_port: int = field(default_factory=free_port)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     worker_ports: dict[str, int] = field(default_factory=dict)
+    processes: harness.Processes = field(init=False)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.processes = harness.Processes(self.workdir)
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return self.processes.procs
 
     @property
     def topics(self) -> TopicNames:
@@ -102,31 +86,18 @@ class Stack:
         return f"http://127.0.0.1:{self.edge_port}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            "KAFKA_BOOTSTRAP": self.bootstrap,
-            "VOIX_TOPIC_PREFIX": self.prefix,
-            "VOIX_WORKER_ID": f"{self.prefix}worker",
+        return harness.app_env(self.bootstrap, self.prefix, **{
             "VOIX_WORKER_STORE": "memory://",
             "VOIX_WORKER_DATA_DIR": str(self.workdir / "worker"),
             "VOIX_PRODUCE_TIMEOUT_S": "3",
             "VOIX_LOG_LEVEL": "INFO",
-        })
-        env.update(extra)
-        return env
+            **extra})
 
     def cli(self, *args: str, **env: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "app", *args], env=self.env(**env),
-                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
-                             check=True)
-        return out.stdout
+        return harness.run(harness.app_argv(*args), self.env(**env), timeout_s=60)
 
     def start(self, name: str, args: Sequence[str], **env: str) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own fd
-            proc = subprocess.Popen([sys.executable, "-m", "app", *args], env=self.env(**env),
-                                    cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        self.procs[name] = proc
-        return proc
+        return self.processes.start(name, harness.app_argv(*args), self.env(**env))
 
     @property
     def worker_urls(self) -> list[str]:
@@ -145,43 +116,20 @@ class Stack:
                                  "--data-dir", str(self.workdir / name)], **env)
 
     def wait_http(self, url: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{url} not ready after {timeout_s}s; logs in {self.workdir}")
+        harness.wait_http(url, timeout_s, hint=f"; logs in {self.workdir}")
 
     def stop(self, name: str, timeout_s: float = 20.0) -> int | None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return self.processes.stop(name, timeout_s)
 
     def kill(self, name: str) -> int | None:
         """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return None
-        proc.kill()
-        return proc.wait(timeout=30)
+        return self.processes.kill(name)
 
     @contextlib.contextmanager
     def running(self, worker: str = "worker", **worker_env: str) -> Iterator[Stack]:
         """Topics, one worker and the edge, up and ready for the block; stopped after it."""
         self.cli("topics", "create")
-        self.start_worker(worker, **worker_env)
+        self.start_worker(worker, None, **worker_env)
         self.start_edge()
         try:
             self.wait_http(f"{self.url}/readyz")
@@ -190,11 +138,10 @@ class Stack:
             self.stop_all()
 
     def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
+        self.processes.stop_all()
 
     def log_of(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text(errors="replace")
+        return self.processes.log_of(name)
 
 
 async def read_topic(bootstrap: str, topic: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.conftest import FOREIGN_TEAM, TEAM_A, TEAM_B, WORKSPACE, Keys
 from tests.integration.stack import Stack, new_call_id

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.calls import get_call, send_status, wait_call, wait_consumed
 from tests.integration.conftest import TEAM_A, WORKSPACE

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from app.contracts.api_keys import split_key
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.conftest import FOREIGN_TEAM, TEAM_A, TEAM_B, Keys
 from tests.integration.stack import Record, Stack, free_port, new_call_id, read_topic

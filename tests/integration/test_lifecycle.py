@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.calls import get_call, send_status, wait_call
 from tests.integration.conftest import TEAM_A, Keys

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.conftest import TEAM_A, TEAM_B, Keys
 from tests.integration.stack import Record, Stack, new_call_id, read_topic

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from tests.factories import beat1, beat2
 from tests.integration.calls import end_offsets, wait_call, wait_consumed
 from tests.integration.conftest import TEAM_A, TEAM_B, Keys

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.contracts.messages import job_id_for
+from app.contracts.ids import job_id_for
 from app.edge.app import create_app
 from app.edge.publisher import BrokerUnavailable
 from app.settings import Settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -17,9 +17,11 @@ from app.edge.guards import RateLimiter
 from tests.factories import beat1, beat2
 from tests.unit.test_edge import TEAM, Edge, start_edge
 
+MakeEdge = Callable[..., Awaitable[Edge]]
+
 
 @pytest.fixture
-async def make_edge() -> AsyncIterator[Callable[..., object]]:
+async def make_edge() -> AsyncIterator[MakeEdge]:
     edges: list[Edge] = []
 
     async def make(**overrides: object) -> Edge:
@@ -47,8 +49,8 @@ def test_token_bucket_refills_at_the_rate() -> None:
     assert [limiter.acquire("k") for _ in range(4)][-1] > 0
 
 
-async def test_over_the_limit_is_429_with_retry_after(make_edge: Callable[..., object]) -> None:
-    edge = await make_edge(rate_limit_per_s=0.5, rate_limit_burst=2)  # type: ignore[operator]
+async def test_over_the_limit_is_429_with_retry_after(make_edge: MakeEdge) -> None:
+    edge = await make_edge(rate_limit_per_s=0.5, rate_limit_burst=2)
     statuses = [(await edge.submit(beat1())).status for _ in range(2)]
     assert statuses == [202, 202]
     resp = await edge.submit(beat1())
@@ -62,8 +64,8 @@ async def test_over_the_limit_is_429_with_retry_after(make_edge: Callable[..., o
 
 # ---- slow clients ----------------------------------------------------------------------
 
-async def test_slow_body_is_408(make_edge: Callable[..., object]) -> None:
-    edge = await make_edge(client_timeout_s=0.5)  # type: ignore[operator]
+async def test_slow_body_is_408(make_edge: MakeEdge) -> None:
+    edge = await make_edge(client_timeout_s=0.5)
     reader, writer = await asyncio.open_connection(edge.client.host, edge.client.port)
     try:
         writer.write(b"POST /submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -109,8 +111,8 @@ def test_public_recording_urls_pass(url: str) -> None:
     assert default_validator().problems(beat2(str(uuid.uuid4()), recordingUrl=url)) == []
 
 
-async def test_ssrf_url_is_400_naming_recording_url(make_edge: Callable[..., object]) -> None:
-    edge = await make_edge()  # type: ignore[operator]
+async def test_ssrf_url_is_400_naming_recording_url(make_edge: MakeEdge) -> None:
+    edge = await make_edge()
     resp = await edge.submit(beat2(str(uuid.uuid4()),
                                    recordingUrl="http://169.254.169.254/latest/meta-data/"))
     assert resp.status == 400
@@ -122,9 +124,9 @@ async def test_ssrf_url_is_400_naming_recording_url(make_edge: Callable[..., obj
 # ---- logs never carry secrets ----------------------------------------------------------
 
 async def test_logs_carry_neither_key_secret_nor_url_query(
-        make_edge: Callable[..., object], caplog: pytest.LogCaptureFixture) -> None:
+        make_edge: MakeEdge, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    edge = await make_edge(rate_limit_per_s=1.0, rate_limit_burst=3)  # type: ignore[operator]
+    edge = await make_edge(rate_limit_per_s=1.0, rate_limit_burst=3)
     secret = split_key(edge.team_key)[1]  # type: ignore[index]  # may itself contain "_"
     query = "sig=TOPSECRET-SIGNATURE"
     url = f"https://recordings.example.com/a.wav?{query}"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.contracts.messages import StatusUpdate, Submission, job_id_for
+from app.contracts.ids import job_id_for
+from app.contracts.messages import StatusUpdate, Submission
 from app.worker.merge import (
     FAILED,
     RECEIVED,

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.contracts.messages import Submission, job_id_for, record_key
+from app.contracts.ids import job_id_for
+from app.contracts.messages import Submission, record_key
 from app.worker.merge import CALL_FIELDS, merge_beat
 
 CALL_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"

@@ -67,6 +67,7 @@ async def test_a_failed_delivery_is_broker_unavailable() -> None:
 
 async def test_a_full_queue_pushes_back_then_times_out() -> None:
     pub, (producer,) = publisher(edge_max_pending=1, produce_timeout_s=0.2)
+    assert pub._funnel_task is not None
     pub._funnel_task.cancel()  # nothing drains the queue: it stays full
     try:
         first = asyncio.create_task(pub.publish("t", b"a", b"v"))
@@ -91,7 +92,7 @@ async def test_one_key_always_uses_the_same_producer() -> None:
             for delivery in producer.deliveries:
                 delivery.set_result(object())
         await asyncio.wait_for(asyncio.gather(*requests), 1)
-        owners = {}
+        owners: dict[bytes, int] = {}
         for index, producer in enumerate(producers):
             for _topic, key, _value in producer.sent:
                 assert owners.setdefault(key, index) == index

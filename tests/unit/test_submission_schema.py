@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.contracts.submission import SubmissionValidator, is_http_url, is_rfc3339, is_uuid
+from app.contracts.ids import is_rfc3339, is_uuid
+from app.contracts.submission import SubmissionValidator, is_http_url
 from tests.factories import beat1, beat2
 
 validator = SubmissionValidator()
@@ -67,7 +68,7 @@ def test_required_fields(missing: str) -> None:
     ],
 )
 def test_bad_values_name_the_field(field: str, value: object, expected: str) -> None:
-    problems = fields_of(beat1(**{field: value}))
+    problems = fields_of(beat1(None, **{field: value}))
     assert list(problems) == [field]
     assert expected in problems[field]
 

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.contracts.ids import utc_now_iso
 from app.contracts.messages import (
     COMMAND_EXPIRE,
     COMMAND_REPLAY,
@@ -18,7 +19,6 @@ from app.contracts.messages import (
     StatusUpdate,
     Submission,
     deadletter_value,
-    utc_now_iso,
 )
 from app.contracts.topic_schemas import TOPIC_SCHEMA_FILES, schema_errors
 from app.worker.merge import apply_reprocess, apply_status, merge_beat

@@ -12,6 +12,7 @@ import faust
 import orjson
 import pytest
 
+from app.contracts.ids import job_id_for, utc_now_iso
 from app.contracts.messages import (
     COMMAND_EXPIRE,
     COMMAND_REPROCESS,
@@ -19,8 +20,6 @@ from app.contracts.messages import (
     StatusUpdate,
     Submission,
     dumps,
-    job_id_for,
-    utc_now_iso,
 )
 from app.settings import Settings
 from app.worker.app import create_worker_app
