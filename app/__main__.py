@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     warn_unknown_variables()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return _dispatch(args, settings)
     except KafkaUnusable as exc:

@@ -30,10 +30,21 @@ COMMAND_REPROCESS = "reprocess"
 COMMAND_EXPIRE = "expire"
 COMMANDS = (COMMAND_REPLAY, COMMAND_REPROCESS, COMMAND_EXPIRE)
 
+def call_key(call_id: str) -> bytes:
+    """The Kafka key of a call's records on every topic partitioned by call (submissions,
+    statuses, commands): the callId, so all of them reach the worker that owns the call."""
+    return call_id.encode()
+
+
 def record_key(team_id: str, call_id: str) -> str:
     """The key of a call in the worker's table and on the compacted records topic."""
     return f"{team_id.lower()}/{call_id.lower()}"
 
+
+# Kafka headers: the request id of the HTTP request a record came from (and W3C trace
+# context), on the submission and on what the worker writes because of it.
+REQUEST_ID_HEADER = "request-id"
+TRACEPARENT_HEADER = "traceparent"
 
 # Bookkeeping in the worker's table state that is not part of a call's public view.
 INTERNAL_STATE_FIELDS = ("jobSource", "v", "type")

@@ -14,6 +14,7 @@ from app.edge.guards import RateLimiter
 from app.edge.openapi import build_openapi
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.edge.routes import setup_routes
+from app.edge.tracing import request_id_middleware
 from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
 from app.kafka_clients import describe
 from app.ops.keys import KeyDirectory, KeySource
@@ -27,7 +28,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None,
                keys: KeySource | None = None) -> web.Application:
     """Build the edge. `publisher` and `keys` default to Kafka's (the submissions producer,
     the keys topic); unit tests pass their own."""
-    app = web.Application(middlewares=[edge_metrics_middleware,
+    app = web.Application(middlewares=[request_id_middleware, edge_metrics_middleware,
                                        error_middleware(settings.max_body_bytes)],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings

@@ -9,12 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from app.contracts.ids import normalise_uuid
-from app.contracts.messages import Submission, dumps
+from app.contracts.messages import Submission, call_key, dumps
 from app.edge import auth
 from app.edge.errors import ApiError, invalid_body, json_response
 from app.edge.guards import read_body
 from app.edge.publisher import BrokerUnavailable
-from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
+from app.edge.tracing import kafka_headers
+from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, REQUEST, SETTINGS, VALIDATOR
 
 log = logging.getLogger("voix.edge")
 
@@ -89,15 +90,18 @@ async def submit(request: web.Request) -> web.Response:
 
     try:
         await request.app[PUBLISHER].publish(
-            settings.topics.submissions, submission.call_id.encode(), dumps(submission.to_value())
-        )
+            settings.topics.submissions, call_key(submission.call_id),
+            dumps(submission.to_value()), kafka_headers(request[REQUEST]))
     except BrokerUnavailable as exc:
         raise ApiError(503, "unavailable",
-                       "The call was not stored; retry the same request later.",
+                       "The call may not have been stored; retry the same request later "
+                       "(callId makes a retry safe).",
                        headers={"Retry-After": str(settings.retry_after_s)}) from exc
 
-    log.info("accepted call=%s team=%s key=%s beat=%s", submission.call_id, team_id,
-             key.key_id, "finishing" if submission.job_id else "started")
+    beat = "finishing" if submission.job_id else "started"
+    log.info("accepted call %s (%s beat) for team %s with key %s", submission.call_id, beat,
+             team_id, key.key_id, extra={"call_id": submission.call_id, "team_id": team_id,
+                                         "key_id": key.key_id, "beat": beat})
     if submission.job_id is None:
         return json_response({"status": "received", "callId": submission.call_id}, 202)
     return json_response({"status": "transcribing", "callId": submission.call_id,

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -26,6 +27,7 @@ from aiokafka.errors import KafkaError
 
 from app.kafka_clients import client_kwargs, describe, diagnose
 from app.ops import metrics
+from app.ops.logging import kafka_reachable
 from app.settings import Settings
 
 log = logging.getLogger("voix.edge.publisher")
@@ -39,7 +41,8 @@ class Publisher(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def publish(self, topic: str, key: bytes, value: bytes) -> None: ...
+    async def publish(self, topic: str, key: bytes, value: bytes,
+                      headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
 
     async def check(self) -> bool: ...
 
@@ -129,7 +132,8 @@ class KafkaPublisher:
                 item.future.set_exception(BrokerUnavailable("not connected to Kafka"))
                 continue
             try:
-                delivery = await producer.send(item.topic, value=item.value, key=item.key)
+                delivery = await producer.send(item.topic, value=item.value, key=item.key,
+                                               headers=item.headers or None)
             except KafkaError as exc:
                 if not item.future.done():
                     item.future.set_exception(exc)
@@ -163,11 +167,13 @@ class KafkaPublisher:
     def ready(self) -> bool:
         return self._producer is not None
 
-    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    async def publish(self, topic: str, key: bytes, value: bytes,
+                      headers: Sequence[tuple[str, bytes]] = ()) -> None:
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to Kafka yet")
-        pending = _Pending(topic, key, value, asyncio.get_running_loop().create_future())
+        pending = _Pending(topic, key, value, list(headers),
+                           asyncio.get_running_loop().create_future())
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.produce_timeout_s):
@@ -200,13 +206,14 @@ class KafkaPublisher:
 class _Pending:
     """One request's record on its way to the broker, and the future its request awaits."""
 
-    __slots__ = ("future", "key", "topic", "value")
+    __slots__ = ("future", "headers", "key", "topic", "value")
 
-    def __init__(self, topic: str, key: bytes, value: bytes,
+    def __init__(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]],
                  future: asyncio.Future[None]) -> None:
         self.topic = topic
         self.key = key
         self.value = value
+        self.headers = headers
         self.future = future
 
     def settle(self, delivery: asyncio.Future[object]) -> None:
@@ -219,3 +226,4 @@ class _Pending:
             self.future.set_exception(exc)
         else:
             self.future.set_result(None)
+            kafka_reachable()

@@ -11,6 +11,7 @@ from app.contracts.submission import SubmissionValidator
 from app.edge.guards import RateLimiter
 from app.edge.publisher import Publisher
 from app.ops.keys import KeySource
+from app.ops.logging import RequestContext
 from app.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,5 +20,7 @@ KEYS = web.AppKey("keys", KeySource)  # type: ignore[type-abstract]
 VALIDATOR = web.AppKey("validator", SubmissionValidator)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+# Per request: its request id and trace context (app/edge/tracing.py).
+REQUEST = web.RequestKey("request_context", RequestContext)
 # One HTTP client per edge process for asking the workers (GET /calls), not one per request.
 WORKER_HTTP = web.AppKey("worker_http", aiohttp.ClientSession)

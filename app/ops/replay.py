@@ -35,6 +35,7 @@ from app.contracts.messages import (
     Command,
     PoisonMessage,
     Submission,
+    call_key,
     dumps,
 )
 from app.kafka_clients import client_kwargs
@@ -219,7 +220,7 @@ async def send_commands(settings: Settings, commands: list[Command],
             for command in commands:
                 futures.append(await producer.send(settings.topics.commands,
                                                    dumps(command.to_value()),
-                                                   key=command.call_id.encode()))
+                                                   key=call_key(command.call_id)))
                 bar.update(1)
             for fut in futures:
                 await fut  # every command acknowledged before we report success

@@ -41,6 +41,8 @@ def run_worker(settings: Settings) -> int:
              settings.worker_id, settings.topics.submissions, describe(settings),
              settings.worker_store, settings.processing_guarantee, replication.factor,
              settings.worker_url, settings.worker_web_host)
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # override_logging=False: keep our log format (app.ops.logging), not mode's own.
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                    override_logging=False)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
     return 0

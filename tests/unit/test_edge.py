@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +25,16 @@ OTHER_TEAM = "8a1f0c3e-7d2b-4c5a-9e6f-1b2c3d4e5f62"
 @dataclass
 class RecordingPublisher:
     published: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
+    headers: list[dict[str, bytes]] = field(default_factory=list)
     failing: bool = False
     ready: bool = True
 
-    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+    async def publish(self, topic: str, key: bytes, value: bytes,
+                      headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if self.failing:
             raise BrokerUnavailable("test: broker down")
         self.published.append((topic, key, orjson.loads(value)))
+        self.headers.append(dict(headers))
 
     async def check(self) -> bool:
         return not self.failing
@@ -242,3 +245,28 @@ async def test_unknown_route_and_method_are_json(edge: Edge) -> None:
     resp = await edge.client.get("/submit")
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
     assert "POST" in resp.headers["Allow"]
+
+
+async def test_request_id_is_echoed_and_carried_to_kafka(edge: Edge) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    resp = await edge.submit(beat1(), headers={"X-Request-Id": "carrier-42.abc",
+                                               "traceparent": traceparent})
+    assert resp.status == 202 and resp.headers["X-Request-Id"] == "carrier-42.abc"
+    assert edge.publisher.headers[-1] == {"request-id": b"carrier-42.abc",
+                                          "traceparent": traceparent.encode()}
+
+
+@pytest.mark.parametrize("offered", [None, "", "x" * 200, "has space", "semi;colon", "<b>"])
+async def test_a_missing_or_unsafe_request_id_is_replaced(edge: Edge, offered: str | None) -> None:
+    headers = {} if offered is None else {"X-Request-Id": offered}
+    resp = await edge.submit(beat1(), headers={**headers, "traceparent": "garbage"})
+    made = resp.headers["X-Request-Id"]
+    assert made != offered and len(made) == 32
+    assert edge.publisher.headers[-1] == {"request-id": made.encode()}
+
+
+async def test_errors_carry_the_request_id_too(edge: Edge) -> None:
+    resp = await edge.submit({"callId": "nope"}, headers={"X-Request-Id": "r-1"})
+    assert resp.status == 400 and resp.headers["X-Request-Id"] == "r-1"
+    resp = await edge.client.get("/nope", headers={"X-Request-Id": "r-2"})
+    assert resp.status == 404 and resp.headers["X-Request-Id"] == "r-2"

@@ -21,7 +21,8 @@ class StandInProducer:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.deliveries: list[asyncio.Future[Any]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+    async def send(self, topic: str, value: bytes, key: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         self.sent.append((topic, key, value))
         delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.deliveries.append(delivery)
@@ -106,11 +107,12 @@ async def test_the_funnel_survives_a_failing_send() -> None:
     calls = {"n": 0}
     real_send = producer.send
 
-    async def flaky_send(topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+    async def flaky_send(topic: str, value: bytes, key: bytes,
+                         headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("unexpected")
-        return await real_send(topic, value=value, key=key)
+        return await real_send(topic, value=value, key=key, headers=headers)
 
     producer.send = flaky_send  # type: ignore[method-assign]
     try:
