@@ -115,3 +115,19 @@ def test_key_records_match_their_schema() -> None:
     secretless = orjson.loads(key_record(key)[1])
     secretless["secret"] = "s"
     assert schema_errors("voix.api-keys", secretless) != []
+
+
+def test_published_schemas_accept_additive_changes_and_ours_are_complete() -> None:
+    """A consumer validating with the published (open) schema keeps working when a field is
+    added, in the value and in its call; our strict check refuses a field we did not document."""
+    call_id = str(uuid.uuid4())
+    result = merge_beat(None, submission(beat2(call_id)), "s/0/0")
+    assert result.job is not None
+    job = {**result.job, "priority": "high", "call": {"x": 1}}
+    record = {**result.state, "call": {**result.state["call"], "language": "nl"}}
+    assert schema_errors("transcription.jobs", job, strict=False) == []
+    assert schema_errors("calls.records", record, strict=False) == []
+    assert any("priority" in e for e in schema_errors("transcription.jobs", job))
+    assert any("language" in e for e in schema_errors("calls.records", record))
+    # Open, not lax: a documented field must still have its documented type.
+    assert schema_errors("transcription.jobs", {**result.job, "attempt": "1"}, strict=False)
