@@ -11,6 +11,7 @@ from app.contracts.submission import default_validator
 from app.edge.call_status import worker_http_client
 from app.edge.errors import error_middleware
 from app.edge.guards import RateLimiter
+from app.edge.metrics import metrics_middleware
 from app.edge.openapi import build_openapi
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.edge.routes import setup_routes
@@ -18,7 +19,6 @@ from app.edge.tracing import request_id_middleware
 from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
 from app.kafka_clients import describe
 from app.ops.keys import KeyDirectory, KeySource
-from app.ops.metrics import edge_metrics_middleware
 from app.settings import Settings
 
 log = logging.getLogger("voix.edge")
@@ -28,7 +28,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None,
                keys: KeySource | None = None) -> web.Application:
     """Build the edge. `publisher` and `keys` default to Kafka's (the submissions producer,
     the keys topic); unit tests pass their own."""
-    app = web.Application(middlewares=[request_id_middleware, edge_metrics_middleware,
+    app = web.Application(middlewares=[request_id_middleware, metrics_middleware,
                                        error_middleware(settings.max_body_bytes)],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings

@@ -25,8 +25,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from app.edge import metrics
 from app.kafka_clients import client_kwargs, describe, diagnose
-from app.ops import metrics
 from app.ops.logging import kafka_reachable
 from app.settings import Settings
 
@@ -178,7 +178,7 @@ class KafkaPublisher:
         try:
             async with asyncio.timeout(self.settings.produce_timeout_s):
                 if self._queue.full():
-                    metrics.EDGE_QUEUE_FULL.inc()
+                    metrics.QUEUE_FULL.inc()
                 await self._queue.put(pending)
                 await pending.future
         except TimeoutError:
@@ -189,7 +189,7 @@ class KafkaPublisher:
         finally:
             if not pending.future.done():
                 pending.future.cancel()
-        metrics.EDGE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
     async def check(self) -> bool:
         """Readiness: connected, and the cluster answers a metadata request within a second."""

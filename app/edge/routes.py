@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app.edge import call_status, handlers
-from app.ops.metrics import metrics_page
+from app.edge.metrics import metrics_page
 
 
 def setup_routes(app: web.Application) -> None:

@@ -33,11 +33,11 @@ from app.contracts.messages import (
 )
 from app.contracts.topics import CALLS_TABLE
 from app.kafka_clients import faust_broker_kwargs
-from app.ops.metrics import install_worker_metrics
 from app.ops.topics import Replication, replication_for
 from app.settings import Settings
 from app.worker.call_status import register_call_status_view
 from app.worker.merge import MergeResult, apply_reprocess, apply_status, is_expired, merge_beat
+from app.worker.metrics import install_worker_metrics
 from app.worker.rebalance import RebalanceSafeTransport
 from app.worker.tuning import limit_fetch_wait
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +68,6 @@ async def start_edge(**settings_overrides: object) -> Edge:
     return Edge(client, publisher, team_key, workspace_key, keys)
 
 
-@pytest.fixture
-async def edge() -> AsyncIterator[Edge]:
-    started = await start_edge()
-    try:
-        yield started
-    finally:
-        await started.client.close()
 
 
 async def test_beat1_answers_received_and_publishes(edge: Edge) -> None:
