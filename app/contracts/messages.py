@@ -46,12 +46,14 @@ def record_key(team_id: str, call_id: str) -> str:
 REQUEST_ID_HEADER = "request-id"
 TRACEPARENT_HEADER = "traceparent"
 
-# Bookkeeping in the worker's table state that is not part of a call's public view.
-INTERNAL_STATE_FIELDS = ("jobSource", "v", "type")
+# Bookkeeping in the worker's table state that is not part of a call's public view: which
+# record decided the job, and the job as sent (both only for at-least-once redelivery).
+INTERNAL_STATE_FIELDS = ("jobSource", "job")
 
 
 def public_call_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A call's state as GET /calls/{callId} answers it."""
+    """A call's state as downstream sees it: its record on calls.records, and the answer of
+    GET /calls/{callId}."""
     return {k: v for k, v in state.items() if k not in INTERNAL_STATE_FIELDS}
 
 

@@ -42,6 +42,11 @@ def _load(path: Path) -> dict[str, Any]:
     return schema
 
 
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema document of schemas/topics by file name."""
+    return _load(TOPIC_SCHEMAS_DIR / name)
+
+
 def _closed(schema: Any) -> Any:
     """A copy where every object schema (`"type": "object"` with `properties`) admits no
     other properties. Conditional parts (`if`/`then`, a branch without a type) only narrow a

@@ -152,3 +152,35 @@ async def test_process_logs_carry_no_key_secret_and_no_url_query(stack: Stack,
     for name, text in logs.items():
         for secret in [*secrets, "LIVESECRET", "LIVEKEY"]:
             assert secret not in text, f"{secret[:4]}… appears in the {name} log"
+
+
+async def test_schemathesis_validates_real_call_answers(stack: Stack, keys: Keys) -> None:
+    """GET /calls answers for calls that exist (random callIds only reach the 404 path):
+    schemathesis checks each against the OpenAPI document the edge serves (status, headers,
+    body schema: the call record, from schemas/topics/calls.records.schema.json)."""
+    import schemathesis
+
+    from tests.integration.calls import send_status, wait_call
+
+    received, transcribing, failed = new_call_id(), new_call_id(), new_call_id()
+    assert (await post(stack, keys.team_a, beat1(received)))[0] == 202
+    for call_id in (transcribing, failed):
+        assert (await post(stack, keys.team_a, beat2(call_id, userId=new_call_id())))[0] == 202
+    job = await wait_call(stack, keys.team_a, failed,
+                          lambda s, b: s == 200 and b["status"] == "transcribing")
+    await send_status(stack, job["jobId"], failed, "failed", error="silent recording")
+    await wait_call(stack, keys.team_a, failed, lambda s, b: s == 200 and b["status"] == "failed")
+    await wait_call(stack, keys.team_a, received, lambda s, _: s == 200)
+
+    schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{stack.url}/openapi.json")
+    operation = schema["/calls/{callId}"]["GET"]
+    checked = []
+    for call_id, key in ((received, keys.team_a), (transcribing, keys.team_a),
+                         (failed, keys.team_a), (failed, keys.workspace),
+                         (failed, keys.team_b), (new_call_id(), keys.team_a)):
+        case = operation.Case(path_parameters={"callId": call_id},
+                              headers={"Authorization": f"Bearer {key}"})
+        response = await asyncio.to_thread(case.call, base_url=stack.url)
+        await asyncio.to_thread(case.validate_response, response)
+        checked.append(response.status_code)
+    assert checked == [200, 200, 200, 200, 404, 404]
