@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
-from app.ops.metrics import process_registry, render
+from app.ops.metrics import LATENCY_BUCKETS, process_registry, render
 
 REGISTRY = process_registry()
 
@@ -20,6 +21,21 @@ WORKER_RECORDS = Counter("voix_worker_records", "Merged call records acknowledge
 WORKER_DEADLETTERS = Counter("voix_worker_deadletters",
                              "Poison records acknowledged on the dead-letter topic",
                              registry=REGISTRY)
+# Faust's own figures: commits, rebalances, assignment and send errors.
+WORKER_COMMITS = Counter("voix_worker_commits", "Offset commits the worker's consumer made",
+                         registry=REGISTRY)
+WORKER_COMMIT_SECONDS = Histogram("voix_worker_commit_seconds", "Time an offset commit took",
+                                  buckets=LATENCY_BUCKETS, registry=REGISTRY)
+WORKER_REBALANCES = Counter("voix_worker_rebalances",
+                            "Consumer group rebalances this worker went through",
+                            registry=REGISTRY)
+WORKER_REBALANCE_SECONDS = Histogram(
+    "voix_worker_rebalance_seconds", "From a rebalance's start until the worker processes again",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=REGISTRY)
+WORKER_ASSIGNMENT_ERRORS = Counter("voix_worker_assignment_errors",
+                                   "Partition assignments that failed", registry=REGISTRY)
+WORKER_SEND_ERRORS = Counter("voix_worker_send_errors",
+                             "Sends of the worker's producer that failed", registry=REGISTRY)
 WORKER_CONSUMER_LAG = Gauge("voix_worker_consumer_lag",
                             "Records on the submissions topic not yet read by this worker, "
                             "per assigned partition", ["partition"], registry=REGISTRY)
@@ -57,6 +73,7 @@ def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
 
     sensor = _WorkerSensor()
     app.sensors.add(sensor)
+    app.sensors.add(_faust_figures_sensor())
 
     async def update_lag() -> None:
         """Lag = the partition's end offset (asked from the broker now) minus the next offset
@@ -81,3 +98,32 @@ def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
         return web_.bytes(body, content_type=content_type.split(";")[0])
 
     del metrics_view
+
+
+def _faust_figures_sensor() -> Any:
+    from faust.sensors import Sensor
+
+    class FaustFigures(Sensor):  # type: ignore[misc]
+        """Faust's commits, rebalances and errors as Prometheus series."""
+
+        def on_commit_initiated(self, consumer: Any) -> Any:
+            return time.monotonic()
+
+        def on_commit_completed(self, consumer: Any, state: Any) -> None:
+            WORKER_COMMITS.inc()
+            WORKER_COMMIT_SECONDS.observe(time.monotonic() - state)
+
+        def on_rebalance_start(self, app: Any) -> dict[str, Any]:
+            WORKER_REBALANCES.inc()
+            return {"started": time.monotonic()}
+
+        def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+            WORKER_REBALANCE_SECONDS.observe(time.monotonic() - state["started"])
+
+        def on_assignment_error(self, assignor: Any, state: Any, exc: BaseException) -> None:
+            WORKER_ASSIGNMENT_ERRORS.inc()
+
+        def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+            WORKER_SEND_ERRORS.inc()
+
+    return FaustFigures()
