@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     edge = sub.add_parser("edge", help="run the HTTP edge (POST /submit, /healthz, /readyz)",
-                          description="Run the HTTP edge.")
+                          description="Run the HTTP edge: POST /submit, GET /calls/{callId}, "
+                                      "/healthz, /readyz, /metrics, /openapi.json. It reads "
+                                      "the API keys from the keys topic and is ready once they "
+                                      "are loaded and the producer reaches Kafka.")
     edge.add_argument("--host", help="listen address (default VOIX_EDGE_HOST or 127.0.0.1)")
     edge.add_argument("--port", type=PORT, help="listen port (default VOIX_EDGE_PORT or 8080)")
     edge.add_argument("--workers", type=PROCESSES, default=1,
@@ -56,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="bind with SO_REUSEPORT (set by --workers for its children)")
 
     worker = sub.add_parser("worker", help="run the Faust worker that merges beats into jobs",
-                            description="Run the Faust worker (one process; run several to "
-                                        "share partitions).")
+                            description="Run the Faust worker (one process; run several, on "
+                                        "any hosts, to share the partitions). Its web port "
+                                        "serves health, metrics and GET /calls/{callId}.")
     worker.add_argument("--web-port", type=PORT,
                         help="worker web port (default VOIX_WORKER_WEB_PORT or 6066)")
     worker.add_argument("--data-dir", help="state directory (default VOIX_WORKER_DATA_DIR)")
@@ -71,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines",
                           description="Print every record of a topic from the beginning.")
-    tail.add_argument("topic")
+    tail.add_argument("topic", help="the topic's full name (with VOIX_TOPIC_PREFIX if any)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
 
     replay = sub.add_parser(
@@ -95,7 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     topics = sub.add_parser("topics", help="create or list the Kafka topics",
-                            description="Create the topics (idempotent) or list them.")
+                            description="Create the topics (idempotent) or list them. Creation "
+                                        "uses VOIX_PARTITIONS, VOIX_REPLICATION_FACTOR and "
+                                        "VOIX_MIN_INSYNC_REPLICAS (defaults: min(3, brokers) "
+                                        "and one less).")
     topics.add_argument("action", choices=["create", "list"],
                         help="create: make the missing topics (Faust's included) with their "
                              "partitions, replication and configs; list: print topic names")

@@ -123,3 +123,20 @@ def test_cli_says_what_is_wrong_in_one_line_and_exits_2() -> None:
 def test_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().edge_port = 1  # type: ignore[misc]
+
+
+def test_every_command_and_argument_has_help() -> None:
+    import argparse
+
+    from app.__main__ import _parser
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        assert parser.description, f"{path}: no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{path}: {action.dest} has no help"
+
+    walk(_parser(), "python -m app")
