@@ -69,23 +69,8 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$DATA/kraft-logs
-num.partitions=6
-auto.create.topics.enable=true
-# $n node(s): $rf replica(s) per partition; acks=all needs $min_isr of them in sync.
-default.replication.factor=$rf
-min.insync.replicas=$min_isr
-offsets.topic.replication.factor=$rf
-transaction.state.log.replication.factor=$rf
-transaction.state.log.min.isr=$min_isr
-share.coordinator.state.topic.replication.factor=$rf
-share.coordinator.state.topic.min.isr=$min_isr
-group.initial.rebalance.delay.ms=0
-# Fault tests kill and restart nodes: a SIGKILLed node is fenced (and leaves the ISRs) 3 s
-# after its last heartbeat, and its restart can register again soon.
-broker.session.timeout.ms=3000
-broker.heartbeat.interval.ms=500
 EOF
+  storage_properties "$rf" "$min_isr" >>"$DATA/server.properties"
 }
 
 # The nodes' processes must not hold the cluster lock; launch_broker closes fd 9 for them.

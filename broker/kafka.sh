@@ -120,6 +120,30 @@ running_pid() {
 # with no thread left ("Zl" still has some). A dying process loses its cmdline before that.
 exited() { local st; st="$(ps -o stat= -p "$1")" || return 0; [[ "$st" == Z* && "$st" != *l* ]]; }
 
+# storage_properties RF MIN_ISR: the log dir, topic defaults and internal-topic replication
+# every broker mode shares (single node: 1 and 1).
+storage_properties() {
+  local rf="$1" min_isr="$2"
+  cat <<EOF
+log.dirs=$DATA/kraft-logs
+num.partitions=6
+auto.create.topics.enable=true
+# $rf replica(s) per partition; acks=all needs $min_isr of them in sync.
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+group.initial.rebalance.delay.ms=0
+# Fault tests kill and restart brokers: a SIGKILLed broker is fenced 3 s after its last
+# heartbeat (default 9 s), and its restart can register again soon.
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
+EOF
+}
+
 write_config() {
   cat >"$DATA/server.properties" <<EOF
 # Written by broker/kafka.sh up: edits are overwritten.
@@ -131,22 +155,8 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$DATA/kraft-logs
-num.partitions=6
-auto.create.topics.enable=true
-# One node: every internal topic must make do with a single replica.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-# After a SIGKILL the restarted broker cannot register until its old session expires
-# (default 9 s): keep that short, as fault tests kill and restart it.
-broker.session.timeout.ms=3000
-broker.heartbeat.interval.ms=500
 EOF
+  storage_properties 1 1 >>"$DATA/server.properties"
 }
 
 # JVM options shared by the storage tool and the broker; $HEAP is split into words on purpose.

@@ -75,21 +75,8 @@ ssl.truststore.location=$tls/ca.pem
 listener.name.mtls.ssl.client.auth=required
 ssl.principal.mapping.rules=RULE:^CN=([^,]+).*\$/\$1/,DEFAULT
 
-log.dirs=$DATA/kraft-logs
-num.partitions=6
-auto.create.topics.enable=true
-# One node: every internal topic must make do with a single replica.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
-# As for the plaintext broker: a SIGKILLed broker re-registers soon after a restart.
-broker.session.timeout.ms=3000
-broker.heartbeat.interval.ms=500
 EOF
+  storage_properties 1 1 >>"$DATA/server.properties"
 }
 
 # client.env and client-mtls.env (for the app and test harnesses: plain KEY=VALUE lines, no
