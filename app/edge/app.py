@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 
@@ -36,35 +37,33 @@ def create_app(settings: Settings, publisher: Publisher | None = None,
     app[OPENAPI] = build_openapi(app[VALIDATOR].schema)
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
-    if publisher is None:
-        kafka = KafkaPublisher(settings)
-        app[PUBLISHER] = kafka
-
-        async def kafka_producer(_app: web.Application) -> AsyncIterator[None]:
-            await kafka.start()
-            yield
-            await kafka.stop()
-
-        app.cleanup_ctx.append(kafka_producer)
-    else:
-        app[PUBLISHER] = publisher
-
-    if keys is None:
-        directory = KeyDirectory(settings)
-        app[KEYS] = directory
-
-        async def key_directory(_app: web.Application) -> AsyncIterator[None]:
-            await directory.start()
-            yield
-            await directory.stop()
-
-        app.cleanup_ctx.append(key_directory)
-    else:
-        app[KEYS] = keys
-
+    app[PUBLISHER] = (publisher if publisher is not None
+                      else _started_with(app, KafkaPublisher(settings)))
+    app[KEYS] = keys if keys is not None else _started_with(app, KeyDirectory(settings))
     app.cleanup_ctx.append(worker_http_client)
     setup_routes(app)
     return app
+
+
+class _Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def _started_with(app: web.Application, service: S) -> S:
+    """`service`, started and stopped with the app (a cleanup_ctx)."""
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.append(lifetime)
+    return service
 
 
 def run_edge(settings: Settings, reuse_port: bool = False) -> None:
