@@ -93,6 +93,11 @@ class Settings:
     lifecycle_timeout_s: float = 3.0
     # Longest a worker fetch waits at the broker for data (Faust's own default is 1500 ms).
     worker_fetch_wait_ms: int = 20
+    # Static group membership (KIP-345): a restarted worker takes its partitions back at once
+    # instead of waiting out its old session. Empty: derived from the host and the data dir.
+    worker_instance_id: str = ""
+    # More dead letters than this within a minute stop the worker (0: no limit).
+    worker_max_deadletters: int = 1000
 
     log_level: str = "INFO"
 
@@ -145,6 +150,9 @@ class Settings:
             worker_urls=worker_urls or d.worker_urls,
             lifecycle_timeout_s=_float(env, "VOIX_LIFECYCLE_TIMEOUT_S", d.lifecycle_timeout_s),
             worker_fetch_wait_ms=_int(env, "VOIX_WORKER_FETCH_WAIT_MS", d.worker_fetch_wait_ms, 1),
+            worker_instance_id=_str(env, "VOIX_WORKER_INSTANCE_ID", d.worker_instance_id),
+            worker_max_deadletters=_int(env, "VOIX_WORKER_MAX_DEADLETTERS",
+                                        d.worker_max_deadletters),
             log_level=_str(env, "VOIX_LOG_LEVEL", d.log_level).upper(),
         )
 
@@ -184,6 +192,10 @@ ENVIRONMENT: dict[str, str] = {
     "VOIX_WORKER_DATA_DIR": "worker state directory (default var/worker)",
     "VOIX_WORKER_WEB_PORT": "worker web port for health and views (default 6066)",
     "VOIX_WORKER_FETCH_WAIT_MS": "longest wait of a worker fetch at the broker (default 20)",
+    "VOIX_WORKER_INSTANCE_ID": "static group member id, unique per worker (default: from the "
+                               "host name and the data dir)",
+    "VOIX_WORKER_MAX_DEADLETTERS": "more dead letters than this in a minute stop the worker "
+                                   "(default 1000; 0: no limit)",
     "VOIX_PROCESSING_GUARANTEE": "at_least_once or exactly_once (default at_least_once; "
                                  "exactly_once is not loss-free here, see docs/reliability.md)",
     "VOIX_TOPIC_STATUS": "transcriber status topic (default transcription.status)",

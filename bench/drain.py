@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -402,13 +402,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="give a contestant at most this long (s)")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the contestants' logs and state here (default: a temporary "
+                             "directory, removed after the run)")
     args = parser.parse_args(argv)
     beats = 20_000 if args.quick else args.beats
     chosen = [c for c in args.only.split(",") if c]
-    unknown: Callable[[], list[str]] = lambda: [c for c in chosen if c not in CONTESTANTS]
-    if unknown():
-        parser.error(f"unknown contestants: {unknown()}")
-    figures = drain(args.bootstrap, beats - beats % 2, chosen, args.timeout)
+    unknown = [c for c in chosen if c not in CONTESTANTS]
+    if unknown:
+        parser.error(f"unknown contestants: {unknown}")
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    figures = drain(args.bootstrap, beats - beats % 2, chosen, args.timeout, args.workdir)
     text = orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode()
     if args.out:
         args.out.write_text(text + "\n")

@@ -85,10 +85,18 @@ class Output:
     headers: list[Header] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class CallWrite:
+    """A call's new table value (None: delete it, a changelog tombstone), and the partition of
+    the records that changed it: the table partition the call lives in."""
+
+    teams: Teams | None
+    partition: int
+
+
 @dataclass(slots=True)
 class BatchResult:
-    # callId -> the call's new table value; None deletes the call (a changelog tombstone).
-    writes: dict[str, Teams | None] = field(default_factory=dict)
+    writes: dict[str, CallWrite] = field(default_factory=dict)  # by callId
     outputs: list[Output] = field(default_factory=list)
     dead_letters: int = 0
 
@@ -163,30 +171,35 @@ def parse_submission_value(value: dict[str, Any]) -> Submission:
                       job_id=job_id, call=call)
 
 
+# Reads a call's table value (or None) from the table partition given.
+TableRead = Callable[[str, int], "Teams | None"]
+
+
 class _Batch:
     """The calls one batch touched: each read from the table once, written back once."""
 
-    def __init__(self, read: Callable[[str], Teams | None]) -> None:
+    def __init__(self, read: TableRead) -> None:
         self._read = read
         self._teams: dict[str, Teams] = {}
-        self.changed: set[str] = set()
+        self._changed: dict[str, int] = {}  # callId -> partition
 
-    def teams(self, call_id: str) -> Teams:
+    def teams(self, call_id: str, partition: int) -> Teams:
         teams = self._teams.get(call_id)
         if teams is None:
-            teams = self._teams[call_id] = dict(self._read(call_id) or {})
+            teams = self._teams[call_id] = dict(self._read(call_id, partition) or {})
         return teams
 
-    def put(self, call_id: str, team_id: str, state: dict[str, Any]) -> None:
-        self.teams(call_id)[team_id] = state
-        self.changed.add(call_id)
+    def put(self, call_id: str, partition: int, team_id: str, state: dict[str, Any]) -> None:
+        self.teams(call_id, partition)[team_id] = state
+        self._changed[call_id] = partition
 
-    def forget(self, call_id: str, team_id: str) -> None:
-        self.teams(call_id).pop(team_id, None)
-        self.changed.add(call_id)
+    def forget(self, call_id: str, partition: int, team_id: str) -> None:
+        self.teams(call_id, partition).pop(team_id, None)
+        self._changed[call_id] = partition
 
-    def writes(self) -> dict[str, Teams | None]:
-        return {call_id: (self._teams[call_id] or None) for call_id in self.changed}
+    def writes(self) -> dict[str, CallWrite]:
+        return {call_id: CallWrite(self._teams[call_id] or None, partition)
+                for call_id, partition in self._changed.items()}
 
 
 class Processor:
@@ -200,9 +213,8 @@ class Processor:
         self.dead_letter_limit = dead_letter_limit or DeadLetterLimit(0)
         self._now = now
 
-    def process(self, records: Iterable[InputRecord],
-                read: Callable[[str], Teams | None]) -> BatchResult:
-        """Process a batch in order; `read(callId)` gives a call's table value (or None)."""
+    def process(self, records: Iterable[InputRecord], read: TableRead) -> BatchResult:
+        """Process a batch in order; `read(callId, partition)` gives a call's table value."""
         batch = _Batch(read)
         result = BatchResult()
         for record in records:
@@ -220,12 +232,12 @@ class Processor:
             if value.get("v") != FORMAT_VERSION or not isinstance(kind, str):
                 raise PoisonMessage(f"unsupported format: v={value.get('v')!r} type={kind!r}")
             if kind == SUBMISSION_TYPE:
-                self._submission(parse_submission_value(value), record.source, batch, out)
+                self._submission(parse_submission_value(value), record, batch, out)
             elif kind == STATUS_TYPE:
                 # Statuses and commands are rare: their contract parsers read the bytes again.
-                self._status(StatusUpdate.from_bytes(record.value), batch, out)
+                self._status(StatusUpdate.from_bytes(record.value), record, batch, out)
             elif kind == COMMAND_TYPE:
-                self._command(Command.from_bytes(record.value), record.source, batch, out)
+                self._command(Command.from_bytes(record.value), record, batch, out)
             else:
                 raise PoisonMessage(f"unknown message type {kind!r}")
         except PoisonMessage as exc:
@@ -247,17 +259,18 @@ class Processor:
             out.append(Output(self.topics.records, record_key(team_id, call_id).encode(),
                               dumps(result.state)))
 
-    def _submission(self, submission: Submission, source: str, batch: _Batch,
+    def _submission(self, submission: Submission, record: InputRecord, batch: _Batch,
                     out: list[Output], known_job_id: str | None = None,
                     known_attempt: int = 1) -> None:
-        call_id, team_id = submission.call_id, submission.team_id
-        result = merge_beat(batch.teams(call_id).get(team_id), submission, source,
-                            known_job_id, known_attempt)
+        call_id, team_id, partition = submission.call_id, submission.team_id, record.partition
+        result = merge_beat(batch.teams(call_id, partition).get(team_id), submission,
+                            record.source, known_job_id, known_attempt)
         self._publish(team_id, call_id, result, out)
-        batch.put(call_id, team_id, result.state)
+        batch.put(call_id, partition, team_id, result.state)
 
-    def _status(self, update: StatusUpdate, batch: _Batch, out: list[Output]) -> None:
-        teams = batch.teams(update.call_id)
+    def _status(self, update: StatusUpdate, record: InputRecord, batch: _Batch,
+                out: list[Output]) -> None:
+        teams = batch.teams(update.call_id, record.partition)
         owner = next((team for team, state in teams.items()
                       if state.get("jobId") == update.job_id
                       or any(h.get("jobId") == update.job_id for h in state["history"])), None)
@@ -271,32 +284,33 @@ class Processor:
         if result.changed:
             log.info("call %s team %s is %s", update.call_id, owner, update.status)
             self._publish(owner, update.call_id, result, out)
-            batch.put(update.call_id, owner, result.state)
+            batch.put(update.call_id, record.partition, owner, result.state)
 
-    def _command(self, command: Command, source: str, batch: _Batch,
+    def _command(self, command: Command, record: InputRecord, batch: _Batch,
                  out: list[Output]) -> None:
         if command.command == COMMAND_REPLAY:
             assert command.submission is not None
-            self._submission(command.submission, source, batch, out, command.known_job_id,
+            self._submission(command.submission, record, batch, out, command.known_job_id,
                              command.known_attempt)
             return
-        state = batch.teams(command.call_id).get(command.team_id)
+        partition = record.partition
+        state = batch.teams(command.call_id, partition).get(command.team_id)
         if command.command == COMMAND_REPROCESS:
             if state is None:
                 raise PoisonMessage(f"reprocess of unknown call {command.call_id} team "
                                     f"{command.team_id} (never seen, or expired)")
             try:
-                result = apply_reprocess(state, command.at, source)
+                result = apply_reprocess(state, command.at, record.source)
             except ValueError as exc:
                 raise PoisonMessage(str(exc)) from None
             self._publish(command.team_id, command.call_id, result, out)
-            batch.put(command.call_id, command.team_id, result.state)
+            batch.put(command.call_id, partition, command.team_id, result.state)
         elif command.command == COMMAND_EXPIRE:
             # Re-checked here, inside the stream: the call may have changed since the sweep.
             if state is None or state["updatedAt"] != command.last_change_at or not is_expired(
                     state, self._now(), self.state_ttl_s):
                 return
-            batch.forget(command.call_id, command.team_id)
+            batch.forget(command.call_id, partition, command.team_id)
             # Downstream's compacted view forgets the call too.
             out.append(Output(self.topics.records,
                               record_key(command.team_id, command.call_id).encode(), None))

@@ -1,4 +1,23 @@
-"""A Kafka transport for the worker that does not lose records around a rebalance.
+"""Every place the worker touches faust-streaming's or aiokafka's internals, in one module.
+
+They were written for faust-streaming 0.15.3 and aiokafka 0.14.0 (WRITTEN_FOR below);
+tests/unit/test_faust_seams.py fails, naming these seams, when the installed versions differ:
+re-read each seam against the new source before changing the pins. The seams:
+
+1. `IngestWorker._on_agent_error`: an agent error stops the process without committing.
+2. `IngestWorker._new_transport` and the transport classes at the end: the rebalance fixes
+   (section "Rebalances" below); they subclass Faust's aiokafka Consumer and ConsumerThread and
+   read aiokafka's subscription state (`fetch_position`).
+3. `limit_fetch_wait`: sets the aiokafka fetcher's private `_fetch_max_wait_ms` (Faust
+   hard-codes 1500 ms, which stalls quiet partitions).
+4. `event_context`: sets Faust's private current-event context variable, which the rocksdb
+   store reads to pick a key's partition database (a batch writes many partitions at once).
+5. `run_in_batches`: drives the agent's stream with acks off (`Stream.enable_acks`) and acks
+   each event itself, after everything produced for its batch was acknowledged by the broker.
+6. `persist_changelog_offset`: what Faust's `Table._on_changelog_sent` does, for changelog
+   records the worker sends itself.
+
+## Rebalances
 
 faust-streaming 0.15 drops records it has already fetched whenever a rebalance interrupts a
 fetch (the flow is stopped, the consumer generation changed, or the partition was paused in
@@ -31,15 +50,192 @@ changelog replays to the same table.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence, Set
+import os
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence, Set
+from importlib import metadata
 from typing import Any, ClassVar, cast
 
+import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust import streams as faust_streams
+from faust.sensors import Sensor
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, EventT, StreamT
 
 log = logging.getLogger("voix.worker")
 
+# The versions every seam here was read against.
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+# Exit code when the worker stops because processing failed (sysexits EX_SOFTWARE).
+CRASH_EXIT_CODE = 70
+
+
+def version_mismatches() -> dict[str, tuple[str, str]]:
+    """package -> (written for, installed), for every package whose version differs."""
+    found: dict[str, tuple[str, str]] = {}
+    for package, expected in WRITTEN_FOR.items():
+        installed = metadata.version(package)
+        if installed != expected:
+            found[package] = (expected, installed)
+    return found
+
+
+# ---- 1. agent errors ------------------------------------------------------------------------
+
+class IngestWorker(faust.App):
+    """A Faust app whose agents never die silently, with the rebalance-safe transport.
+
+    Faust's default reaction to an agent exception is to commit offsets and restart the agent,
+    which can skip the failing record. We stop the whole process instead, without committing:
+    the record is processed again after the restart.
+    """
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        log.critical("agent %s failed; stopping the worker so no record is skipped: %r",
+                     getattr(agent, "name", agent), exc, exc_info=exc)
+        # A hard exit is the only way to be sure Faust commits nothing on the way out.
+        asyncio.get_running_loop().call_soon(os._exit, CRASH_EXIT_CODE)
+
+    def _new_transport(self) -> Any:
+        # Faust's aiokafka transport with the fixes that keep it from losing records around
+        # seeks (section "Rebalances" above).
+        return RebalanceSafeTransport(self.conf.broker_consumer, self)
+
+
+# ---- 3. the fetch wait ----------------------------------------------------------------------
+
+def _fetcher(app: Any) -> Any:
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    return getattr(consumer, "_fetcher", None)
+
+
+def limit_fetch_wait(app: Any, max_wait_ms: int) -> None:
+    """Set the worker consumer's fetch wait to `max_wait_ms` once it exists (after each
+    rebalance, as the consumer may have been recreated).
+
+    Faust creates its aiokafka consumer with fetch_max_wait_ms=1500. aiokafka keeps one fetch
+    request in flight per broker and leaves partitions that still have buffered records out of
+    it, so a fetch for quiet partitions can sit at the broker for 1.5 s while new beats wait on
+    the busy ones: end-to-end latency of a second or more at moderate load. A short wait bounds
+    that stall; when idle it costs one small fetch request per wait period."""
+
+    class _FetchWait(Sensor):  # type: ignore[misc]
+        def on_rebalance_end(self, app_: Any, state: Any) -> None:
+            fetcher = _fetcher(app)
+            if fetcher is None:
+                log.warning("cannot shorten the fetch wait: aiokafka internals changed")
+                return
+            fetcher._fetch_max_wait_ms = max_wait_ms
+
+    app.sensors.add(_FetchWait())
+
+
+# ---- 4. the current event -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def event_context(event: EventT[Any]) -> Iterator[None]:
+    """Make `event` Faust's current event: the rocksdb store reads and writes a key in the
+    database of the current event's partition."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
+# ---- 5. batches -----------------------------------------------------------------------------
+
+async def run_in_batches(stream: StreamT[Any],
+                         handle: Callable[[list[EventT[Any]]], Awaitable[asyncio.Future[Any]]],
+                         max_batch: int, max_in_flight: int) -> None:
+    """Hand the stream's events to `handle` in batches: whatever arrived meanwhile, at most
+    `max_batch`, never waiting for more (a lone event is a batch of one).
+
+    `handle` processes a batch and starts its sends; it returns a future that is done when the
+    broker acknowledged all of them (pipelined: the next batch is handled meanwhile, up to
+    `max_in_flight` events unacknowledged). Events are acked in order, and only once their
+    batch's future is done; Faust commits only acked offsets, so a commit never passes a
+    record whose outputs could still be lost. If a batch's sends fail, this raises before
+    acking it or anything after it (and the agent error stops the process).
+
+    The stream is read by a separate task into a queue, so a batch being handled never waits
+    for the next event: in a rebalance Faust stops the flow and waits until every event it
+    handed out is acked (Consumer.wait_empty); a batch held back while waiting for more events
+    would deadlock it. Acks are off on the stream (as Stream.take_events does it) and done here.
+    """
+    stream.enable_acks = False
+    queue: asyncio.Queue[EventT[Any]] = asyncio.Queue(maxsize=max_batch)
+    in_flight: collections.deque[tuple[list[EventT[Any]], asyncio.Future[Any]]] = (
+        collections.deque())
+    unacked = 0
+
+    async def read() -> None:
+        async for event in stream.events():
+            await queue.put(event)
+
+    async def ack_done() -> None:
+        nonlocal unacked
+        while in_flight and in_flight[0][1].done():
+            events, acknowledged = in_flight.popleft()
+            acknowledged.result()  # a failed send: raise, ack nothing more
+            for event in events:
+                await stream.ack(event)
+            unacked -= len(events)
+
+    reader = asyncio.ensure_future(read())
+    getter: asyncio.Future[EventT[Any]] | None = None
+    try:
+        while True:
+            await ack_done()
+            # While a batch awaits its acknowledgements the next one grows, unless it is
+            # already full: batches as large as the broker's round trip allows.
+            busy = bool(in_flight) and (queue.qsize() < max_batch or unacked >= max_in_flight)
+            if queue.empty() or busy:
+                waits: set[asyncio.Future[Any]] = {reader}
+                if in_flight:
+                    waits.add(in_flight[0][1])
+                if not busy:
+                    getter = getter or asyncio.ensure_future(queue.get())
+                    waits.add(getter)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if reader.done():
+                    reader.result()  # the stream ended or failed: end or fail with it
+                    return
+                if getter is None or not getter.done():
+                    continue  # a batch was acknowledged: ack it, then look again
+                batch, getter = [getter.result()], None
+            else:
+                batch = [queue.get_nowait()]
+            while len(batch) < max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            in_flight.append((batch, await handle(batch)))
+            unacked += len(batch)
+    finally:
+        reader.cancel()
+        if getter is not None:
+            getter.cancel()
+
+
+# ---- 6. changelog offsets -------------------------------------------------------------------
+
+def persist_changelog_offset(app: faust.App, table: Any, partition: int, offset: int) -> None:
+    """Remember in the table's store (rocksdb) the changelog offset it has data up to, as
+    Faust's Table._on_changelog_sent does, so that a restart restores only what came after."""
+    tp = TP(table.changelog_topic.get_topic_name(), partition)
+    if app.in_transaction:
+        app.tables.persist_offset_on_commit(table.data, tp, offset)
+    else:
+        table.data.set_persisted_offset(tp, offset)
+
+
+# ---- 2. the rebalance-safe transport (section "Rebalances" above) ---------------------------
 
 def is_committed(offset: int | None) -> bool:
     """Whether a committed offset from aiokafka is one to seek to (None: never committed)."""
