@@ -7,7 +7,9 @@ these drain it, each in its own consumer group writing to its own output topics:
   raw     a raw aiokafka loop: consume -> the same merge (app.worker.merge) in a dict ->
           produce job and record (pipelined), commit after every batch's sends are acked;
   quix    a quix-streams app: the same merge, RocksDB state with changelog, at-least-once;
-  voix    the real worker, `python -m app worker` (Faust, rocksdb table store).
+  voix    the real worker, `python -m app worker` (Faust, rocksdb table store);
+  faust   for the "why": a bare Faust agent (faust-streaming as the worker configures it) doing
+          the same merge in a dict, no table, sends not awaited: Faust's own per-record cost.
 
 A contestant's drain time runs from its first output record to its last (the broker's append
 times),
@@ -50,7 +52,7 @@ from app.contracts.messages import Submission, dumps, record_key  # noqa: E402
 from app.worker.merge import merge_beat  # noqa: E402
 from app.worker.processor import parse_submission_value  # noqa: E402
 
-CONTESTANTS = ("raw", "quix", "voix")
+CONTESTANTS = ("raw", "quix", "voix", "faust")
 PARTITIONS = 6
 TEAM = "00000000-0000-4000-8000-0000000d7a1e"
 # Beat 2 of call i is written after beat 1 of call i + LAG: the beats of a call are apart, as
@@ -204,6 +206,44 @@ def quix_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
     sdf.to_topic(lambda value, key, timestamp, headers: outputs[value[0]],
                  key=lambda value: value[1])
     app.run()
+
+
+# ---- contestant: a bare Faust agent ------------------------------------------------------
+
+def faust_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
+              state_dir: str) -> None:
+    """The floor of any Faust worker: one plain agent, the merge in a dict, no table; sends go
+    to the producer and are not awaited one by one (Faust's commit flushes them)."""
+    import faust
+
+    app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", datadir=state_dir,
+                    consumer_auto_offset_reset="earliest", producer_acks=-1,
+                    producer_linger=0.005, producer_max_batch_size=512 * 1024,
+                    web_enabled=False, autodiscover=False, topic_partitions=PARTITIONS)
+    topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+    state: dict[str, dict[str, Any]] = {}
+
+    @app.agent(topic, name="bare")
+    async def bare(stream: Any) -> None:
+        producer = app.producer
+        async for event in stream.events():
+            m = event.message
+            submission = parse_submission_value(orjson.loads(event.value))
+            teams = state.setdefault(submission.call_id, {})
+            result = merge_beat(teams.get(submission.team_id), submission,
+                                f"{m.topic}/{m.partition}/{m.offset}")
+            teams[submission.team_id] = result.state
+            if result.job is not None:
+                await producer.send(jobs, m.key, dumps(result.job), None, None, None)
+            if result.changed or result.job is not None:
+                key = record_key(submission.team_id, submission.call_id).encode()
+                await producer.send(records, key, dumps(result.state), None, None, None)
+
+    del bare
+    from faust.worker import Worker
+
+    Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 # ---- the orchestrator ---------------------------------------------------------------------
@@ -377,6 +417,9 @@ def _contestant_main(name: str, args: argparse.Namespace) -> int:
     if name == "raw":
         asyncio.run(raw_loop(args.bootstrap, args.topic, args.jobs, args.records, args.group,
                              args.beats))
+    elif name == "faust":
+        faust_app(args.bootstrap, args.topic, args.jobs, args.records, args.group,
+                  args.state_dir)
     else:
         quix_app(args.bootstrap, args.topic, args.jobs, args.records, args.group,
                  args.state_dir)
@@ -385,7 +428,7 @@ def _contestant_main(name: str, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("_raw", "_quix"):  # a contestant process, started by drain()
+    if argv and argv[0] in ("_raw", "_quix", "_faust"):  # a contestant process, started by drain()
         sub = argparse.ArgumentParser()
         for flag in ("--bootstrap", "--topic", "--jobs", "--records", "--group", "--state-dir"):
             sub.add_argument(flag, required=True)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import EventT, RecordMetadata, StreamT
 
@@ -104,9 +103,9 @@ def create_worker_app(settings: Settings) -> faust.App:
     commands = app.topic(topics.commands, partitions=settings.partitions, **raw)
     install_worker_metrics(app, topics.submissions)
     limit_fetch_wait(app, settings.worker_fetch_wait_ms)
-    # Keyed by the raw callId bytes, exactly like the input topics: the changelog partition of
-    # a call equals its topic partition, so Faust's router (table_route) finds the owner.
-    # The value maps teamId -> that team's call state (two teams may use the same callId).
+    # Keyed by callId (JSON-encoded in the store and the changelog); each call is written to
+    # the changelog partition of the input records that changed it, which is the call's input
+    # partition. The value maps teamId -> that team's call state (two teams may share a callId).
     calls = app.Table("calls", default=None, partitions=settings.partitions,
                       schema=faust.Schema(key_type=str, key_serializer="raw",
                                           value_serializer="json"))
@@ -136,7 +135,7 @@ def create_worker_app(settings: Settings) -> faust.App:
         """Write each changed call to the store and start every send: outputs first, then one
         changelog record per call (pipelined; none is awaited here)."""
         producer = app.producer
-        changelog = calls.changelog_topic.get_topic_name()
+        changelog = calls.changelog_topic
         sends = [await producer.send(out.topic, out.key, out.value, None, None,
                                      out.headers or None) for out in result.outputs]
         for call_id, write in result.writes.items():
@@ -145,8 +144,11 @@ def create_worker_app(settings: Settings) -> faust.App:
                     calls.data[call_id] = write.teams
                 elif call_id in calls.data:
                     del calls.data[call_id]
-            value = orjson.dumps(write.teams) if write.teams else None  # None: a tombstone
-            sends.append(await producer.send(changelog, call_id.encode(), value,
+            # Encoded by the changelog topic itself (JSON key and value), exactly as Faust
+            # encodes its own changelog records, so that table recovery reads them back.
+            key, _ = changelog.prepare_key(call_id, None)
+            value = changelog.prepare_value(write.teams, None)[0] if write.teams else None
+            sends.append(await producer.send(changelog.get_topic_name(), key, value,
                                              write.partition, None, None))
         return sends
 

@@ -16,6 +16,8 @@ re-read each seam against the new source before changing the pins. The seams:
    each event itself, after everything produced for its batch was acknowledged by the broker.
 6. `persist_changelog_offset`: what Faust's `Table._on_changelog_sent` does, for changelog
    records the worker sends itself.
+7. `_ConsumerThread.on_thread_stop`: clears aiokafka's private `_group_instance_id` on a
+   graceful stop, so a static member leaves the group (aiokafka never sends LeaveGroup for one).
 
 ## Rebalances
 
@@ -287,6 +289,16 @@ def fetch_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    async def on_thread_stop(self) -> None:
+        # A static member (KIP-345) never sends LeaveGroup in aiokafka, so a worker stopped on
+        # purpose would hold its partitions until its session expires. Only a crash should keep
+        # them for the restart: a graceful stop leaves the group (by member id) like a dynamic
+        # member does.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and getattr(coordinator, "_group_instance_id", None):
+            coordinator._group_instance_id = None
+        await super().on_thread_stop()
+
     # Any: Faust annotates the values as int, but they are None for a partition never committed.
     async def seek_to_committed(self) -> Mapping[Any, Any]:
         changelog_topics = set(self.app.tables.changelog_topics)

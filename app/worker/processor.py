@@ -253,7 +253,7 @@ class Processor:
                  out: list[Output]) -> None:
         if result.job is not None:
             out.append(Output(self.topics.jobs, call_id.encode(), dumps(result.job)))
-            log.debug("job %s (attempt %s) for call %s team %s", result.job["jobId"],
+            log.info("job %s (attempt %s) for call %s team %s", result.job["jobId"],
                       result.job["attempt"], call_id, team_id)
         if result.changed or result.job is not None:
             out.append(Output(self.topics.records, record_key(team_id, call_id).encode(),

@@ -13,6 +13,7 @@ from unittest.mock import patch
 import faust
 import orjson
 import pytest
+from faust.types.tuples import Message
 
 from app.contracts.messages import (
     COMMAND_EXPIRE,
@@ -35,6 +36,7 @@ class Harness:
     def __init__(self, app: faust.App, ctx: Any, sent: list[tuple[str, bytes, dict[str, Any]]]):
         self.app, self.ctx, self.sent = app, ctx, sent
         self.put_count = 0
+        self.raw: list[tuple[str, int | None, bytes, bytes | None]] = []  # as sent
 
     async def put_raw(self, value: bytes, key: bytes) -> None:
         """Put a record and wait until the agent's batch with it was handled (the agent reads
@@ -68,11 +70,13 @@ async def harness() -> AsyncIterator[Harness]:
     app.finalize()
     app.flow_control.resume()
     sent: list[tuple[str, bytes, dict[str, Any]]] = []
+    harness_raw: list[tuple[str, int | None, bytes, bytes | None]] = []
 
     async def capture(topic: str, key: bytes, value: bytes | None, partition: int | None,
                       timestamp: float | None, headers: Any, **_: Any) -> asyncio.Future[Any]:
         # A tombstone (None) is recorded as {"tombstone": true}.
         sent.append((topic, key, {"tombstone": True} if value is None else orjson.loads(value)))
+        harness_raw.append((topic, partition, key, value))
         acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         acked.set_result(SimpleNamespace(topic=topic, partition=partition or 0,
                                          offset=len(sent)))
@@ -80,7 +84,9 @@ async def harness() -> AsyncIterator[Harness]:
 
     with patch.object(app.producer, "send", capture):
         async with app.agents["merge-beats"].test_context() as ctx:
-            yield Harness(app, ctx, sent)
+            harness = Harness(app, ctx, sent)
+            harness.raw = harness_raw
+            yield harness
     # Faust makes a consumer thread with its own event loop even in test_context and never
     # starts or closes it; close it so the test leaves no open sockets behind.
     consumer = app._consumer
@@ -184,3 +190,24 @@ async def test_reprocess_and_expire_commands(harness: Harness) -> None:
     await harness.put_raw(dumps(fresh.to_value()), key=call_id.encode())
     assert call_id not in harness.table
     assert harness.on("calls.records")[-1] == {"tombstone": True}
+
+
+async def test_changelog_records_restore_the_same_table_in_another_worker(
+        harness: Harness) -> None:
+    """The worker writes its changelog records itself; Faust's recovery of another worker must
+    read them back into the same table (key and value encoded as Faust encodes them)."""
+    call_id = str(uuid.uuid4())
+    await harness.put(beat1(call_id))
+    await harness.put(beat2(call_id))
+    changelog = harness.table.changelog_topic
+    records = [r for r in harness.raw if r[0] == changelog.get_topic_name()]
+    assert len(records) == 2 and all(p is not None for _, p, _, _ in records)
+
+    other = create_worker_app(Settings(worker_store="memory://",
+                                       worker_id=harness.app.conf.id))
+    table = other.tables["calls"]
+    events = [await table.changelog_topic.decode(Message(
+        topic, partition or 0, offset, None, 0, [], key, value, None))
+        for offset, (topic, partition, key, value) in enumerate(records)]
+    table.apply_changelog_batch(events)
+    assert table.data[call_id] == harness.table[call_id]
