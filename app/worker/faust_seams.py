@@ -167,62 +167,60 @@ async def run_in_batches(stream: StreamT[Any],
     record whose outputs could still be lost. If a batch's sends fail, this raises before
     acking it or anything after it (and the agent error stops the process).
 
-    The stream is read by a separate task into a queue, so a batch being handled never waits
+    The stream is read by a separate task into a buffer, so a batch being handled never waits
     for the next event: in a rebalance Faust stops the flow and waits until every event it
     handed out is acked (Consumer.wait_empty); a batch held back while waiting for more events
     would deadlock it. Acks are off on the stream (as Stream.take_events does it) and done here.
     """
     stream.enable_acks = False
-    queue: asyncio.Queue[EventT[Any]] = asyncio.Queue(maxsize=max_batch)
+    arrived: list[EventT[Any]] = []  # read, not yet handed to `handle`
     in_flight: collections.deque[tuple[list[EventT[Any]], asyncio.Future[Any]]] = (
         collections.deque())
     unacked = 0
+    wake = asyncio.Event()  # something arrived, was acknowledged, or the reader ended
+    room = asyncio.Event()  # `arrived` has room again
+
+    def wake_up(_: object = None) -> None:
+        wake.set()
 
     async def read() -> None:
         async for event in stream.events():
-            await queue.put(event)
-
-    async def ack_done() -> None:
-        nonlocal unacked
-        while in_flight and in_flight[0][1].done():
-            events, acknowledged = in_flight.popleft()
-            acknowledged.result()  # a failed send: raise, ack nothing more
-            for event in events:
-                await stream.ack(event)
-            unacked -= len(events)
+            arrived.append(event)
+            if not in_flight or len(arrived) >= max_batch:  # else the acknowledgement wakes
+                wake.set()
+            if len(arrived) >= max_batch:
+                room.clear()
+                await room.wait()
 
     reader = asyncio.ensure_future(read())
-    getter: asyncio.Future[EventT[Any]] | None = None
+    reader.add_done_callback(wake_up)
     try:
         while True:
-            await ack_done()
+            while in_flight and in_flight[0][1].done():
+                events, acknowledged = in_flight.popleft()
+                acknowledged.result()  # a failed send: raise, ack nothing more
+                for event in events:
+                    await stream.ack(event)
+                unacked -= len(events)
+            if reader.done():
+                reader.result()  # the stream ended or failed: end or fail with it
+                return
             # While a batch awaits its acknowledgements the next one grows, unless it is
             # already full: batches as large as the broker's round trip allows.
-            busy = bool(in_flight) and (queue.qsize() < max_batch or unacked >= max_in_flight)
-            if queue.empty() or busy:
-                waits: set[asyncio.Future[Any]] = {reader}
-                if in_flight:
-                    waits.add(in_flight[0][1])
-                if not busy:
-                    getter = getter or asyncio.ensure_future(queue.get())
-                    waits.add(getter)
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if reader.done():
-                    reader.result()  # the stream ended or failed: end or fail with it
-                    return
-                if getter is None or not getter.done():
-                    continue  # a batch was acknowledged: ack it, then look again
-                batch, getter = [getter.result()], None
-            else:
-                batch = [queue.get_nowait()]
-            while len(batch) < max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            in_flight.append((batch, await handle(batch)))
+            busy = bool(in_flight) and (len(arrived) < max_batch or unacked >= max_in_flight)
+            if not arrived or busy:
+                wake.clear()  # no await since the state was read: no wake-up is missed
+                await wake.wait()
+                continue
+            batch = arrived[:max_batch]
+            del arrived[:max_batch]
+            room.set()
+            acknowledged = await handle(batch)
+            acknowledged.add_done_callback(wake_up)
+            in_flight.append((batch, acknowledged))
             unacked += len(batch)
     finally:
         reader.cancel()
-        if getter is not None:
-            getter.cancel()
 
 
 # ---- 6. changelog offsets -------------------------------------------------------------------
