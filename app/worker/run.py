@@ -19,5 +19,8 @@ def run_worker(settings: Settings) -> int:
              settings.topics.submissions, settings.kafka_bootstrap, settings.worker_store,
              settings.processing_guarantee)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # Faust's logging set-up leaves our loggers' level open and filters in the handler, so
+    # every disabled record (one per job at INFO) was still built; the level decides here.
+    logging.getLogger("voix").setLevel(settings.log_level)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits
     return 0
