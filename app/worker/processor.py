@@ -266,8 +266,9 @@ class Processor:
         result = merge_beat(batch.teams(call_id, partition).get(team_id), submission,
                             record.source, known_job_id, known_attempt)
         self._publish(team_id, call_id, result, out)
-        if result.changed:  # a retry, or a redelivery that resends its job, changes nothing
-            batch.put(call_id, partition, team_id, result.state)
+        # Written even when nothing changed: after a crash the local store may hold a state
+        # whose changelog record was never acknowledged, and only a write re-sends it.
+        batch.put(call_id, partition, team_id, result.state)
 
     def _status(self, update: StatusUpdate, record: InputRecord, batch: _Batch,
                 out: list[Output]) -> None:
