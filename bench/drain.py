@@ -311,28 +311,29 @@ def output_topics(run: str, name: str) -> tuple[str, str]:
 
 
 def start_contestant(name: str, bootstrap: str, run: str, source: str, beats: int,
-                     workdir: Path) -> subprocess.Popen[bytes]:
+                     workdir: Path, checkout: Path = ROOT) -> subprocess.Popen[bytes]:
     jobs, records = output_topics(run, name)
     group = f"{run}{name}"
     logf = (workdir / f"{name}.log").open("ab")
-    if name == "voix":
+    if name.startswith("voix"):
         env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "VOIX_TOPIC_PREFIX": run,
                "VOIX_TOPIC_JOBS": f"{name}.transcription.jobs",
                "VOIX_TOPIC_RECORDS": f"{name}.calls.records",
                "VOIX_WORKER_ID": group, "VOIX_WORKER_STORE": "rocksdb://",
                "VOIX_LOG_LEVEL": "WARNING"}
         # Its other topics (status, commands, dead letters) as `make run` creates them.
-        subprocess.run([sys.executable, "-m", "app", "topics", "create"], env=env, cwd=ROOT,
-                       check=True, capture_output=True, timeout=120)
+        # (Run from `checkout`: `python -m app` imports the app of the working directory.)
+        subprocess.run([sys.executable, "-m", "app", "topics", "create"], env=env,
+                       cwd=checkout, check=True, capture_output=True, timeout=120)
         argv = [sys.executable, "-m", "app", "worker", "--web-port", str(free_port()),
-                "--data-dir", str(workdir / "voix")]
+                "--data-dir", str(workdir / name)]
     else:
         env = dict(os.environ)
         argv = [sys.executable, str(Path(__file__).resolve()), f"_{name}",
                 "--bootstrap", bootstrap, "--topic", source, "--jobs", jobs,
                 "--records", records, "--group", group, "--beats", str(beats),
                 "--state-dir", str(workdir / name)]
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, env=env, cwd=checkout, stdout=logf, stderr=subprocess.STDOUT)
     logf.close()
     return proc
 
@@ -354,14 +355,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def drain_one(name: str, bootstrap: str, run: str, source: str, beats: int,
-                    workdir: Path, timeout_s: float) -> dict[str, Any]:
+                    workdir: Path, timeout_s: float, checkout: Path = ROOT) -> dict[str, Any]:
     calls = beats // 2
     jobs, records = output_topics(run, name)
     # The broker stamps each output record when it appends it: quix-streams would otherwise
     # give an output the input's timestamp, and the drain time must be the contestant's.
     await create_topics(bootstrap, [jobs, records], compacted=[records],
                         config={"message.timestamp.type": "LogAppendTime"})
-    proc = start_contestant(name, bootstrap, run, source, beats, workdir)
+    proc = start_contestant(name, bootstrap, run, source, beats, workdir, checkout)
     started = time.monotonic()
     try:
         complete = await wait_outputs(bootstrap, jobs, records, calls, proc, timeout_s, name)
@@ -389,9 +390,12 @@ async def drain_one(name: str, bootstrap: str, run: str, source: str, beats: int
 
 
 def drain(bootstrap: str, beats: int = 100_000, contestants: Sequence[str] = CONTESTANTS,
-          timeout_s: float = 900.0, workdir: Path | None = None) -> dict[str, Any]:
+          timeout_s: float = 900.0, workdir: Path | None = None,
+          compare_with: Path | None = None) -> dict[str, Any]:
     """Fill one topic with `beats` beats and let each contestant drain it, back to back.
-    Returns {"beats", "calls", "partitions", "contestants": {name: figures}, "ratios_vs_quix"}."""
+    `compare_with`: another checkout of voix-ingest whose worker also drains it, right after
+    this one's ("voix-before"). Returns {"beats", "calls", "partitions", "contestants": {name:
+    figures}, "ratios_vs_quix"}."""
     run = f"drain-{uuid.uuid4().hex[:8]}."
     source = f"{run}calls.submissions"
     own_dir = workdir is None
@@ -403,6 +407,10 @@ def drain(bootstrap: str, beats: int = 100_000, contestants: Sequence[str] = CON
         for name in contestants:
             results[name] = asyncio.run(drain_one(name, bootstrap, run, source, beats, base,
                                                   timeout_s))
+            if name == "voix" and compare_with is not None:
+                results["voix-before"] = asyncio.run(drain_one(
+                    "voix-before", bootstrap, run, source, beats, base, timeout_s,
+                    compare_with))
     finally:
         if own_dir:
             subprocess.run(["rm", "-rf", str(base)], check=False)
@@ -445,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="give a contestant at most this long (s)")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
+    parser.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                        help="another checkout of voix-ingest (e.g. `git archive main` "
+                             "unpacked): its worker drains the topic right after this one's")
     parser.add_argument("--workdir", type=Path,
                         help="keep the contestants' logs and state here (default: a temporary "
                              "directory, removed after the run)")
@@ -456,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown contestants: {unknown}")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-    figures = drain(args.bootstrap, beats - beats % 2, chosen, args.timeout, args.workdir)
+    figures = drain(args.bootstrap, beats - beats % 2, chosen, args.timeout, args.workdir,
+                    args.compare_with)
     text = orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode()
     if args.out:
         args.out.write_text(text + "\n")
