@@ -190,6 +190,14 @@ class Settings:
         20, "VOIX_WORKER_FETCH_WAIT_MS",
         "longest a worker's fetch waits at the broker (Faust hard-codes 1500 ms)",
         minimum=1, maximum=10_000)
+    worker_instance_id: str = _field(
+        "", "VOIX_WORKER_INSTANCE_ID",
+        "static group member id (KIP-345), unique per worker: a restarted worker takes its "
+        "partitions back at once", shown_default="a hash of the host name and the data dir")
+    worker_max_deadletters: int = _field(
+        1000, "VOIX_WORKER_MAX_DEADLETTERS",
+        "more dead letters than this within a minute stop the worker (0: no limit)",
+        minimum=0, maximum=1_000_000_000)
     processing_guarantee: str = _field(
         "at_least_once", "VOIX_PROCESSING_GUARANTEE",
         "at_least_once, or exactly_once (not loss-free here: docs/reliability.md)",

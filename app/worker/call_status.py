@@ -46,6 +46,18 @@ def _error(view: View, status: int, code: str, message: str,
     return view.json({"error": code, "message": message}, status=status, headers=headers)
 
 
+def owner_of(app: faust.App, partition: int) -> str | None:
+    """The URL of the worker that the group's last assignment gave the call table's
+    `partition` (Faust's assignor shares every member's URL and changelog partitions). Looked
+    up by partition, not by key: the table's changelog keys are JSON-encoded, so hashing them
+    (as Faust's router.key_store does) would name the wrong partition."""
+    changelog = app.tables[CALLS_TABLE].changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(CALLS_TABLE).items():
+        if partition in topics.get(changelog, ()):
+            return str(url).rstrip("/")
+    return None
+
+
 def register_call_status_view(app: faust.App, calls: Any, settings: Settings,
                               partition_of: Any) -> KeyDirectory:
     """Serve GET /calls/{callId} on the worker's web port; returns the key directory it
@@ -95,10 +107,7 @@ def register_call_status_view(app: faust.App, calls: Any, settings: Settings,
         if request.headers.get(FORWARDED_HEADER):
             return _error(view, MISDIRECTED, "not_owner",
                           f"partition {partition} is not on this worker")
-        try:
-            owner = str(app.router.key_store(CALLS_TABLE, call_id)).rstrip("/")
-        except KeyError:
-            owner = ""
+        owner = owner_of(app, partition)
         if not owner or owner == settings.worker_url:
             return _error(view, MISDIRECTED, "not_owner",
                           f"the owner of partition {partition} is not known yet")

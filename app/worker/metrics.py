@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.contracts.topics import TopicNames
 from app.ops.metrics import LATENCY_BUCKETS, process_registry, render
 
 REGISTRY = process_registry()
@@ -41,14 +43,21 @@ WORKER_CONSUMER_LAG = Gauge("voix_worker_consumer_lag",
                             "per assigned partition", ["partition"], registry=REGISTRY)
 
 
-def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
-                           deadletter: str) -> None:
-    """Count what the Faust worker does (a sensor, so the agent code stays untouched), keep the
-    consumer lag gauge current, and serve /metrics on the worker's web port."""
+def count_worker_outputs(sent: Mapping[str, int], topics: TopicNames) -> None:
+    """Count records the worker sent and the broker acknowledged, by topic name."""
+    WORKER_JOBS.inc(sent.get(topics.jobs, 0))
+    WORKER_RECORDS.inc(sent.get(topics.records, 0))
+    WORKER_DEADLETTERS.inc(sent.get(topics.deadletter, 0))
+
+
+def install_worker_metrics(app: Any, submissions: str) -> None:
+    """Count what the Faust worker finishes (a sensor) and Faust's own figures, keep the
+    consumer lag gauge current, and serve /metrics on the worker's web port. Sends are counted
+    by count_worker_outputs."""
     from faust.sensors import Sensor
 
     class _WorkerSensor(Sensor):  # type: ignore[misc]
-        """Counts sends by topic, and remembers the last finished offset per partition."""
+        """Remembers the last finished offset per partition."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -58,18 +67,6 @@ def install_worker_metrics(app: Any, submissions: str, jobs: str, records: str,
             if tp.topic == submissions:
                 WORKER_MERGES.inc()
                 self.finished[tp] = offset
-
-        def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int,
-                              valsize: int) -> Any:
-            return topic
-
-        def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-            if state == jobs:
-                WORKER_JOBS.inc()
-            elif state == records:
-                WORKER_RECORDS.inc()
-            elif state == deadletter:
-                WORKER_DEADLETTERS.inc()
 
     sensor = _WorkerSensor()
     app.sensors.add(sensor)

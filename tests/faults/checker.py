@@ -4,7 +4,8 @@ Figures: calls acknowledged (finishing beat answered 2xx), jobs (records on the 
 lost (acknowledged, no job), duplicate jobs (a jobId seen more than once; identical or not),
 foreign jobs (a job whose team or jobId does not match what that team's key was told), jobs
 for calls whose finishing beat was never acknowledged (allowed: a 503 may still have landed),
-and recovery time after each fault.
+recovery time after each fault, and resume time: from each repair (a worker restarted, the
+broker back, a worker joined or left) until jobs flow again on every jobs partition.
 
     python -m tests.faults.checker --bootstrap 127.0.0.1:9092 --topic transcription.jobs \\
         --ledger ledger.json
@@ -60,6 +61,7 @@ class Figures:
     unknown_answers: int
     statuses: dict[str, int]
     recovery_s: float | None
+    resume_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
@@ -122,7 +124,8 @@ def figures(scenario: str, ledger: Ledger, jobs: list[Job],
         acknowledged=len(acked), jobs=len(jobs), lost=len(lost), duplicates=duplicates,
         duplicates_identical=identical, foreign=foreign,
         unacknowledged_with_job=len(have - set(acked)), unknown_answers=summary["unknown"],
-        statuses=summary["statuses"], recovery_s=recovery_time(ledger, jobs, faults))
+        statuses=summary["statuses"], recovery_s=recovery_time(ledger, jobs, faults),
+        resume_s=resume_time(jobs, faults))
 
 
 def recovery_time(ledger: Ledger, jobs: list[Job], faults: Sequence[Fault]) -> float | None:
@@ -143,20 +146,40 @@ def recovery_time(ledger: Ledger, jobs: list[Job], faults: Sequence[Fault]) -> f
     return round(worst, 1)
 
 
+def resume_time(jobs: list[Job], faults: Sequence[Fault]) -> float | None:
+    """The longest of, for each fault: from its repair until every jobs partition that gets a
+    job after it has had its first one (so a partition that waits for a dead member's session
+    counts, not just the first partition back)."""
+    if not faults:
+        return None
+    worst = 0.0
+    for fault in faults:
+        first: dict[int, float] = {}
+        for job in jobs:
+            if job.timestamp_s >= fault.repaired:
+                first[job.partition] = min(first.get(job.partition, job.timestamp_s),
+                                           job.timestamp_s)
+        if not first:
+            return float("inf")
+        worst = max(worst, max(first.values()) - fault.repaired)
+    return round(worst, 1)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The figures as a Markdown table (docs/reliability.md uses the same)."""
     head = ("| scenario | calls | requests | acknowledged | jobs | lost | duplicates "
-            "| foreign | unknown answers | statuses | recovery | notes |")
+            "| foreign | unknown answers | statuses | recovery | resume | notes |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         dups = str(r["duplicates"])
         if r["duplicates"]:
             dups += " (identical)" if r["duplicates_identical"] else " (NOT identical)"
         recovery = "-" if r["recovery_s"] is None else f"{r['recovery_s']} s"
+        resume = "-" if r.get("resume_s") is None else f"{r['resume_s']} s"
         statuses = " ".join(f"{k}:{v}" for k, v in r["statuses"].items())
         lines.append(f"| {r['scenario']} | {r['calls']} | {r['requests']} | {r['acknowledged']}"
                      f" | {r['jobs']} | {r['lost']} | {dups} | {r['foreign']}"
-                     f" | {r['unknown_answers']} | {statuses} | {recovery}"
+                     f" | {r['unknown_answers']} | {statuses} | {recovery} | {resume}"
                      f" | {'; '.join(r.get('notes', []))} |")
     return "\n".join(lines)
 

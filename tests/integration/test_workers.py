@@ -76,7 +76,7 @@ async def test_rebalance_mid_stream_keeps_merges_jobs_and_lookups(pair: Stack) -
         stack.bootstrap, stack.topics.jobs, timeout_s=20,
         until=lambda rs: {r.value["callId"] for r in rs} >= set(call_ids)))
     # Every finishing beat has its job, and only that jobId: nothing was skipped in the
-    # rebalance (app.worker.rebalance is what makes this hold on faust-streaming 0.15). At least
+    # rebalance (app.worker.faust_seams is what makes this hold on faust-streaming 0.15). At least
     # once, a record redelivered after the rebalance may repeat its job, with the same jobId.
     assert {c: by_call.get(c) for c in call_ids} == {
         c: {job_id_for(TEAM_A, c)} for c in call_ids}

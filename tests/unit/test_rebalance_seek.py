@@ -1,4 +1,4 @@
-"""The worker's rebalance fixes (app.worker.rebalance): records fetched but not handed on are
+"""The worker's rebalance fixes (app.worker.faust_seams): records fetched but not handed on are
 read again, and a partition without a committed offset is read from its beginning."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from app.settings import Settings
 from app.worker.app import create_worker_app
-from app.worker.rebalance import (
+from app.worker.faust_seams import (
     RebalanceSafeTransport,
     is_stale_jump,
     not_handed_on,
@@ -24,7 +24,7 @@ class RecordingConsumer:
     def __init__(self, committed: dict[TopicPartition, int | None],
                  positions: dict[TopicPartition, int | None] | None = None) -> None:
         self._committed = committed
-        # aiokafka's internal partition state, as app.worker.rebalance.fetch_position reads it
+        # aiokafka's internal partition state, as app.worker.faust_seams.fetch_position reads it
         states = {tp: SimpleNamespace(position=pos, has_valid_position=pos is not None)
                   for tp, pos in (positions or {}).items()}
         self._subscription = SimpleNamespace(subscription=SimpleNamespace(

@@ -1,16 +1,19 @@
-"""The Faust agent in test_context(): the real agent, table and wiring, no broker."""
+"""The Faust agent in test_context(): the real agent, table and wiring, no broker. The
+producer's send is replaced by a capture that acknowledges at once."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
 
 import faust
 import orjson
 import pytest
+from faust.types.tuples import Message
 
 from app.contracts.ids import job_id_for, utc_now_iso
 from app.contracts.messages import (
@@ -31,10 +34,23 @@ TEAM = "5d0b7a4e-1c2f-4e3a-8b9c-0d1e2f3a4b5c"
 class Harness:
     def __init__(self, app: faust.App, ctx: Any, sent: list[tuple[str, bytes, dict[str, Any]]]):
         self.app, self.ctx, self.sent = app, ctx, sent
+        self.put_count = 0
+        self.raw: list[tuple[str, int | None, bytes, bytes | None]] = []  # as sent
+
+    async def put_raw(self, value: bytes, key: bytes) -> None:
+        """Put a record and wait until the agent's batch with it was handled (the agent reads
+        the stream in a task of its own, so ctx.put returns when the record was read)."""
+        await self.ctx.put(value, key=key)
+        self.put_count += 1
+        for _ in range(5000):
+            if self.app.events_done >= self.put_count:  # type: ignore[attr-defined]
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("the agent did not handle the record within 5 s")
 
     async def put(self, call: dict[str, Any], team: str = TEAM) -> None:
         sub = Submission.new(team_id=team, key_id="k", call=call)
-        await self.ctx.put(dumps(sub.to_value()), key=call["callId"].encode())
+        await self.put_raw(dumps(sub.to_value()), key=call["callId"].encode())
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         return [value for name, _, value in self.sent if name == topic]
@@ -53,15 +69,23 @@ async def harness() -> AsyncIterator[Harness]:
     app.finalize()
     app.flow_control.resume()
     sent: list[tuple[str, bytes, dict[str, Any]]] = []
+    harness_raw: list[tuple[str, int | None, bytes, bytes | None]] = []
 
-    async def capture(topic: faust.Topic, *, key: bytes, value: bytes | None, **_: Any) -> None:
+    async def capture(topic: str, key: bytes, value: bytes | None, partition: int | None,
+                      timestamp: float | None, headers: Any, **_: Any) -> asyncio.Future[Any]:
         # A tombstone (None) is recorded as {"tombstone": true}.
-        sent.append((topic.get_topic_name(), key,
-                     {"tombstone": True} if value is None else orjson.loads(value)))
+        sent.append((topic, key, {"tombstone": True} if value is None else orjson.loads(value)))
+        harness_raw.append((topic, partition, key, value))
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        acked.set_result(SimpleNamespace(topic=topic, partition=partition or 0,
+                                         offset=len(sent)))
+        return acked
 
-    with patch.object(faust.Topic, "send", capture):
+    with patch.object(app.producer, "send", capture):
         async with app.agents["merge-beats"].test_context() as ctx:
-            yield Harness(app, ctx, sent)
+            harness = Harness(app, ctx, sent)
+            harness.raw = harness_raw
+            yield harness
     # Faust makes a consumer thread with its own event loop even in test_context and never
     # starts or closes it; close it so the test leaves no open sockets behind.
     consumer = app._consumer
@@ -93,11 +117,11 @@ async def test_same_call_id_in_two_teams_is_two_calls(harness: Harness) -> None:
 
 
 async def test_poison_message_goes_to_dead_letters_and_agent_goes_on(harness: Harness) -> None:
-    await harness.ctx.put(b"\x00 not json", key=b"k1")
-    await harness.ctx.put(orjson.dumps({"v": 99, "type": "call.submission"}), key=b"k2")
+    await harness.put_raw(b"\x00 not json", key=b"k1")
+    await harness.put_raw(orjson.dumps({"v": 99, "type": "call.submission"}), key=b"k2")
     bad_call = Submission.new(team_id=TEAM, key_id="k", call=beat1()).to_value()
     bad_call["call"]["callId"] = "not-a-uuid"
-    await harness.ctx.put(orjson.dumps(bad_call), key=b"k3")
+    await harness.put_raw(orjson.dumps(bad_call), key=b"k3")
     call_id = str(uuid.uuid4())
     await harness.put(beat2(call_id))
 
@@ -114,13 +138,13 @@ async def test_agent_failure_stops_the_process_without_committing() -> None:
     """A bug in processing must not become a silently dead agent or a skipped record."""
     from unittest.mock import AsyncMock
 
-    from app.worker.app import CRASH_EXIT_CODE
+    from app.worker.faust_seams import CRASH_EXIT_CODE
 
     app = create_worker_app(Settings(worker_store="memory://", worker_id="unit-crash"))
     exits: list[int] = []
     consumer = AsyncMock()
     app._consumer = consumer
-    with patch("app.worker.app.os._exit", exits.append):
+    with patch("app.worker.faust_seams.os._exit", exits.append):
         await app._on_agent_error(app.agents["merge-beats"], RuntimeError("bug"))
         await asyncio.sleep(0)  # let the scheduled exit run
     assert exits == [CRASH_EXIT_CODE]
@@ -133,13 +157,13 @@ async def test_status_messages_move_the_call_and_unknown_ones_are_dead_letters(
     await harness.put(beat2(call_id))
     job_id = job_id_for(TEAM, call_id)
     update = StatusUpdate(job_id, call_id, "transcribed", None, "2026-06-16T09:30:00.000Z")
-    await harness.ctx.put(dumps(update.to_value()), key=call_id.encode())
+    await harness.put_raw(dumps(update.to_value()), key=call_id.encode())
     state = harness.table[call_id][TEAM]
     assert [h["status"] for h in state["history"]] == ["received", "transcribing", "transcribed"]
     assert harness.on("calls.records")[-1]["status"] == "transcribed"
     stranger = str(uuid.uuid4())
     lost = StatusUpdate(job_id_for(TEAM, stranger), stranger, "failed", "x", utc_now_iso())
-    await harness.ctx.put(dumps(lost.to_value()), key=stranger.encode())
+    await harness.put_raw(dumps(lost.to_value()), key=stranger.encode())
     [dead] = harness.on("calls.deadletter")
     assert "unknown call" in dead["reason"]
 
@@ -148,7 +172,7 @@ async def test_reprocess_and_expire_commands(harness: Harness) -> None:
     call_id = str(uuid.uuid4())
     await harness.put(beat2(call_id))
     reprocess = Command(COMMAND_REPROCESS, TEAM, call_id, utc_now_iso())
-    await harness.ctx.put(dumps(reprocess.to_value()), key=call_id.encode())
+    await harness.put_raw(dumps(reprocess.to_value()), key=call_id.encode())
     jobs = harness.on("transcription.jobs")
     assert [j["attempt"] for j in jobs] == [1, 2]
     assert jobs[1]["jobId"] == job_id_for(TEAM, call_id, 2)
@@ -158,10 +182,31 @@ async def test_reprocess_and_expire_commands(harness: Harness) -> None:
     await asyncio.sleep(1.1)
     stale = Command(COMMAND_EXPIRE, TEAM, call_id, utc_now_iso(),
                     last_change_at="2020-01-01T00:00:00Z")
-    await harness.ctx.put(dumps(stale.to_value()), key=call_id.encode())
+    await harness.put_raw(dumps(stale.to_value()), key=call_id.encode())
     assert call_id in harness.table
     fresh = Command(COMMAND_EXPIRE, TEAM, call_id, utc_now_iso(),
                     last_change_at=state["updatedAt"])
-    await harness.ctx.put(dumps(fresh.to_value()), key=call_id.encode())
+    await harness.put_raw(dumps(fresh.to_value()), key=call_id.encode())
     assert call_id not in harness.table
     assert harness.on("calls.records")[-1] == {"tombstone": True}
+
+
+async def test_changelog_records_restore_the_same_table_in_another_worker(
+        harness: Harness) -> None:
+    """The worker writes its changelog records itself; Faust's recovery of another worker must
+    read them back into the same table (key and value encoded as Faust encodes them)."""
+    call_id = str(uuid.uuid4())
+    await harness.put(beat1(call_id))
+    await harness.put(beat2(call_id))
+    changelog = harness.table.changelog_topic
+    records = [r for r in harness.raw if r[0] == changelog.get_topic_name()]
+    assert len(records) == 2 and all(p is not None for _, p, _, _ in records)
+
+    other = create_worker_app(Settings(worker_store="memory://",
+                                       worker_id=harness.app.conf.id))
+    table = other.tables["calls"]
+    events = [await table.changelog_topic.decode(Message(
+        topic, partition or 0, offset, 0.0, 0, [], key, value, None))
+        for offset, (topic, partition, key, value) in enumerate(records)]
+    table.apply_changelog_batch(events)
+    assert table.data[call_id] == harness.table[call_id]  # type: ignore[attr-defined]

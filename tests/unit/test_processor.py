@@ -1,0 +1,148 @@
+"""The processor without Faust: table state + records -> new state + outputs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from app.contracts.ids import job_id_for, utc_now_iso
+from app.contracts.messages import (
+    COMMAND_REPROCESS,
+    Command,
+    StatusUpdate,
+    Submission,
+    dumps,
+)
+from app.contracts.topics import TopicNames
+from app.worker.processor import (
+    DeadLetterLimit,
+    InputRecord,
+    Processor,
+    TooManyDeadLetters,
+    parse_submission_value,
+)
+from tests.factories import beat1, beat2
+
+TEAM = "5d0b7a4e-1c2f-4e3a-8b9c-0d1e2f3a4b5c"
+TOPICS = TopicNames()
+
+
+class Table:
+    """A dict standing in for the calls table; counts reads."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+        self.reads = 0
+
+    def read(self, call_id: str, partition: int) -> dict[str, Any] | None:
+        self.reads += 1
+        return self.data.get(call_id)
+
+    def apply(self, writes: dict[str, Any]) -> None:
+        for call_id, write in writes.items():
+            if write.teams:
+                self.data[call_id] = write.teams
+            else:
+                self.data.pop(call_id, None)
+
+
+def submission(call: dict[str, Any], offset: int, partition: int = 3) -> InputRecord:
+    value = Submission.new(team_id=TEAM, key_id="k", call=call).to_value()
+    return InputRecord(TOPICS.submissions, partition, offset, call["callId"].encode(),
+                       dumps(value))
+
+
+def on(outputs: list[Any], topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(o.value) for o in outputs if o.topic == topic and o.value is not None]
+
+
+def test_a_batch_reads_and_writes_each_call_once_and_emits_one_job() -> None:
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    call_id = str(uuid.uuid4())
+    batch = [submission(beat1(call_id), 0), submission(beat2(call_id), 1),
+             submission(beat2(call_id), 2)]  # a client retry of beat 2
+    result = processor.process(batch, table.read)
+    assert table.reads == 1
+    assert list(result.writes) == [call_id] and result.writes[call_id].partition == 3
+    assert [j["jobId"] for j in on(result.outputs, TOPICS.jobs)] == [job_id_for(TEAM, call_id)]
+    assert [r["status"] for r in on(result.outputs, TOPICS.records)] == ["received",
+                                                                         "transcribing"]
+    # Outputs are plain values: topic, key bytes, value bytes, headers.
+    job = next(o for o in result.outputs if o.topic == TOPICS.jobs)
+    assert job.key == call_id.encode() and job.headers == []
+
+
+def test_redelivery_of_the_deciding_record_resends_the_same_job() -> None:
+    """At least once: the batch is processed again after a crash, against the table state the
+    first run already wrote (its changelog was ahead of the committed offset)."""
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    call_id = str(uuid.uuid4())
+    batch = [submission(beat1(call_id), 10), submission(beat2(call_id), 11)]
+    first = processor.process(batch, table.read)
+    table.apply(first.writes)
+    again = processor.process(batch, table.read)
+    assert on(again.outputs, TOPICS.jobs) == on(first.outputs, TOPICS.jobs)
+    # The state is written again although it did not change: the store may be ahead of the
+    # changelog after a crash, and this write re-sends the state's changelog record.
+    assert again.writes[call_id].teams == first.writes[call_id].teams
+    # A beat that is not the deciding record sends no job.
+    later = processor.process([submission(beat2(call_id), 12)], table.read)
+    assert on(later.outputs, TOPICS.jobs) == []
+
+
+def test_every_unusable_record_is_one_dead_letter_and_the_batch_goes_on() -> None:
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    bad_call = Submission.new(team_id=TEAM, key_id="k", call=beat1()).to_value()
+    bad_call["call"]["callId"] = "not-a-uuid"
+    no_recording_url_type = Submission.new(team_id=TEAM, key_id="k", call=beat2(
+        str(uuid.uuid4()))).to_value()
+    no_recording_url_type["call"]["recordingUrl"] = 7
+    stranger = str(uuid.uuid4())
+    unknown_status = StatusUpdate(job_id_for(TEAM, stranger), stranger, "transcribed", None,
+                                  utc_now_iso())
+    reprocess_unknown = Command(COMMAND_REPROCESS, TEAM, stranger, utc_now_iso())
+    values = [b"\x00 not json", b"[1]", orjson.dumps({"v": 99, "type": "call.submission"}),
+              orjson.dumps({"v": 1, "type": "call.unknown"}), orjson.dumps(bad_call),
+              orjson.dumps(no_recording_url_type), dumps(unknown_status.to_value()),
+              dumps(reprocess_unknown.to_value()), None]
+    records = [InputRecord(TOPICS.submissions, 0, i, b"k", v) for i, v in enumerate(values)]
+    good = str(uuid.uuid4())
+    result = processor.process([*records, submission(beat2(good), 99)], table.read)
+    dead = on(result.outputs, TOPICS.deadletter)
+    assert [d["source"]["offset"] for d in dead] == list(range(len(values)))
+    assert result.dead_letters == len(values)
+    reasons = [d["reason"] for d in dead]
+    assert "not JSON" in reasons[0] and "not a JSON object" in reasons[1]
+    assert "unsupported format" in reasons[2] and "unknown message type" in reasons[3]
+    assert "callId must be a UUID" in reasons[4] and "recordingUrl" in reasons[5]
+    assert "unknown call" in reasons[6] and "reprocess of unknown call" in reasons[7]
+    assert "empty value" in reasons[8]
+    assert dead[0]["value"] == "\x00 not json"  # the original bytes, as text
+    assert len(on(result.outputs, TOPICS.jobs)) == 1
+
+
+def test_more_dead_letters_than_the_limit_within_the_window_stop_the_worker() -> None:
+    now = [0.0]
+    limit = DeadLetterLimit(3, window_s=60.0, clock=lambda: now[0])
+    processor = Processor(TOPICS, state_ttl_s=3600, dead_letter_limit=limit)
+    poison = [InputRecord(TOPICS.submissions, 0, i, b"k", b"x") for i in range(3)]
+    processor.process(poison, Table().read)  # three: at the limit, not over it
+    now[0] = 61.0  # the window moved on: those three no longer count
+    processor.process(poison, Table().read)
+    with pytest.raises(TooManyDeadLetters, match="4 dead letters within 60 s"):
+        processor.process(poison[:1], Table().read)
+
+
+def test_a_submission_is_checked_cheaply_but_a_malformed_one_is_rejected() -> None:
+    value = Submission.new(team_id=TEAM, key_id="k", call=beat2(str(uuid.uuid4()))).to_value()
+    assert parse_submission_value(value).call == value["call"]
+    for field, bad in (("teamId", "x"), ("receivedAt", "yesterday"), ("jobId", "nope")):
+        broken = {**value, field: bad}
+        with pytest.raises(ValueError, match="malformed"):
+            parse_submission_value(broken)
+    missing_from = {**value, "call": {k: v for k, v in value["call"].items() if k != "from"}}
+    with pytest.raises(ValueError, match="from must be a string"):
+        parse_submission_value(missing_from)
