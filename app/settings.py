@@ -116,6 +116,9 @@ class Settings:
                                  "the workers' control topic (replay, reprocess, expire)")
     topic_keys: str = _field("voix.api-keys", "VOIX_TOPIC_KEYS",
                              "compacted API-key topic every edge and worker follows")
+    topic_routed: str = _field("calls.routed", "VOIX_TOPIC_ROUTED",
+                               "internal: statuses and commands re-keyed onto their call's "
+                               "partition by the workers")
     partitions: int = _field(6, "VOIX_PARTITIONS", "partitions of every topic",
                              minimum=1, maximum=10_000)
     replication_factor: int | None = _field(
@@ -225,7 +228,7 @@ class Settings:
             submissions=p + self.topic_submissions, records=p + self.topic_records,
             jobs=p + self.topic_jobs, deadletter=p + self.topic_deadletter,
             status=p + self.topic_status, commands=p + self.topic_commands,
-            keys=p + self.topic_keys)
+            keys=p + self.topic_keys, routed=p + self.topic_routed)
 
     @property
     def bootstrap_servers(self) -> list[str]:

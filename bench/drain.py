@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/drain.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from app.contracts.messages import Submission, dumps, record_key  # noqa: E402
+from app.contracts.messages import Submission, downstream_key, dumps  # noqa: E402
 from app.worker.merge import merge_beat  # noqa: E402
 from app.worker.processor import parse_submission_value  # noqa: E402
 
@@ -152,7 +152,7 @@ async def raw_loop(bootstrap: str, source: str, jobs: str, records: str, group: 
                     if result.job is not None:
                         pending.append(await producer.send(jobs, dumps(result.job), key=r.key))
                     if result.changed or result.job is not None:
-                        key = record_key(submission.team_id, submission.call_id).encode()
+                        key = downstream_key(submission.team_id, submission.call_id)
                         pending.append(await producer.send(records, dumps(result.state),
                                                            key=key))
                     seen += 1
@@ -198,7 +198,7 @@ def quix_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
         if result.job is not None:
             out.append(("job", submission.call_id.encode(), dumps(result.job)))
         if result.changed or result.job is not None:
-            out.append(("record", record_key(submission.team_id, submission.call_id).encode(),
+            out.append(("record", downstream_key(submission.team_id, submission.call_id),
                         dumps(result.state)))
         return out
 
@@ -237,7 +237,7 @@ def faust_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
             if result.job is not None:
                 await producer.send(jobs, m.key, dumps(result.job), None, None, None)
             if result.changed or result.job is not None:
-                key = record_key(submission.team_id, submission.call_id).encode()
+                key = downstream_key(submission.team_id, submission.call_id)
                 await producer.send(records, key, dumps(result.state), None, None, None)
 
     del bare

@@ -6,10 +6,12 @@ Values are JSON objects with a `v` (format version) and a `type`. Keys are UTF-8
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from app.contracts.ids import is_rfc3339, is_uuid, job_id_for, utc_now_iso
 from app.contracts.submission import default_validator
@@ -18,7 +20,6 @@ FORMAT_VERSION = 1
 SUBMISSION_TYPE = "call.submission"
 RECORD_TYPE = "call.record"
 JOB_TYPE = "transcription.job"
-DEADLETTER_TYPE = "deadletter"
 STATUS_TYPE = "transcription.status"
 COMMAND_TYPE = "call.command"
 
@@ -36,18 +37,33 @@ def call_key(call_id: str) -> bytes:
     return call_id.encode()
 
 
-def record_key(team_id: str, call_id: str) -> str:
-    """The key of a call in the worker's table and on the compacted records topic."""
-    return f"{team_id.lower()}/{call_id.lower()}"
+def downstream_key(team_id: str, call_id: str) -> bytes:
+    """The Kafka key of a call's records on the topics downstream reads (calls.records,
+    transcription.jobs): teamId/callId, so two teams' calls with the same callId never share a
+    key (a compacted topic, a table or an upsert sink keyed by it keeps them apart). The
+    partition is still the call's (partition_for(callId)), as on every other topic."""
+    return f"{team_id}/{call_id}".encode()
+
+
+def partition_for(call_id: str, partitions: int) -> int:
+    """The partition of a call on every topic: Kafka's default (Java) partitioner on the
+    callId, murmur2(key) & 0x7fffffff mod partitions."""
+    return int(murmur2(call_key(call_id)) & 0x7FFFFFFF) % partitions
 
 
 # Kafka headers: the request id of the HTTP request a record came from (and W3C trace
 # context), on the submission and on what the worker writes because of it.
 REQUEST_ID_HEADER = "request-id"
 TRACEPARENT_HEADER = "traceparent"
+# On a status or command the worker re-keyed onto calls.routed: where it was first read
+# (topic/partition/offset), which is what names it for at-least-once redelivery.
+SOURCE_HEADER = "voix.source"
+# Headers that travel from a record to what the worker writes because of it.
+CARRIED_HEADERS = (REQUEST_ID_HEADER, TRACEPARENT_HEADER)
 
 # Bookkeeping in the worker's table state that is not part of a call's public view: which
-# record decided the job, and the job as sent (both only for at-least-once redelivery).
+# record decided the job, and the job as sent (both only for at-least-once redelivery). The
+# public view is the value on calls.records and the answer of GET /calls/{callId}.
 INTERNAL_STATE_FIELDS = ("jobSource", "job")
 
 
@@ -129,19 +145,61 @@ class Submission:
         )
 
 
-def deadletter_value(
-    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-    reason: str,
-) -> dict[str, Any]:
-    """A dead letter keeps the original bytes (as text where possible) and where they came from."""
+# ---- dead letters: the original record, with why and where in its headers ------------------
+# As Kafka Connect's dead-letter queues do it: the key and value are the original bytes, so a
+# fixed consumer can re-read them as they were; what went wrong is in the headers.
+DLQ_TOPIC_HEADER = "voix.dlq.topic"
+DLQ_PARTITION_HEADER = "voix.dlq.partition"
+DLQ_OFFSET_HEADER = "voix.dlq.offset"
+DLQ_REASON_HEADER = "voix.dlq.reason"
+DLQ_STAGE_HEADER = "voix.dlq.stage"  # which step refused it: route or merge
+DLQ_FAILED_AT_HEADER = "voix.dlq.failed.at"
+DLQ_HEADERS = (DLQ_TOPIC_HEADER, DLQ_PARTITION_HEADER, DLQ_OFFSET_HEADER, DLQ_REASON_HEADER,
+               DLQ_STAGE_HEADER, DLQ_FAILED_AT_HEADER)
+# Longest reason kept in a header (a reason can quote parts of a hostile record).
+MAX_REASON_BYTES = 2000
+
+
+def dead_letter_headers(*, topic: str, partition: int, offset: int, reason: str, stage: str,
+                        original: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
+    """The original record's headers (minus dead-letter headers of an earlier failure), then
+    where it was read and why it was refused."""
+    kept = [(k, v) for k, v in original if k not in DLQ_HEADERS]
+    # Cut at a byte bound, then drop a character the cut split: the header stays UTF-8.
+    short_reason = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
+    return [
+        *kept,
+        (DLQ_TOPIC_HEADER, topic.encode()),
+        (DLQ_PARTITION_HEADER, str(partition).encode()),
+        (DLQ_OFFSET_HEADER, str(offset).encode()),
+        (DLQ_REASON_HEADER, short_reason),
+        (DLQ_STAGE_HEADER, stage.encode()),
+        (DLQ_FAILED_AT_HEADER, utc_now_iso().encode()),
+    ]
+
+
+# ---- jobs and records: what downstream reads ------------------------------------------------
+
+def build_job(team_id: str, call: dict[str, Any], job_id: str, created_at: str,
+              attempt: int = 1) -> dict[str, Any]:
+    """The transcription job (topic transcription.jobs). outgoing and userId are passed as
+    sent (or null) so the transcriber can infer direction and agent itself; ingest does not
+    guess."""
     return {
         "v": FORMAT_VERSION,
-        "type": DEADLETTER_TYPE,
-        "source": {"topic": topic, "partition": partition, "offset": offset},
-        "reason": reason,
-        "key": None if key is None else key.decode("utf-8", "replace"),
-        "value": None if value is None else value.decode("utf-8", "replace"),
-        "failedAt": utc_now_iso(),
+        "type": JOB_TYPE,
+        "jobId": job_id,
+        "attempt": attempt,
+        "teamId": team_id,
+        "callId": call["callId"],
+        "recordingUrl": call["recordingUrl"],
+        "from": call["from"],
+        "to": call["to"],
+        "startTime": call["startTime"],
+        "outgoing": call.get("outgoing"),
+        "duration": call.get("duration"),
+        "userId": call.get("userId"),
+        "createdAt": created_at,
     }
 
 

@@ -31,7 +31,11 @@ TOPIC_SCHEMA_FILES = {
     "calls.commands": "calls.commands.schema.json",
     "calls.deadletter": "calls.deadletter.schema.json",
     "voix.api-keys": "voix.api-keys.schema.json",
+    "calls.routed": "calls.routed.schema.json",
 }
+# Topics whose schema describes the record's headers (as name -> UTF-8 text), not its value:
+# a dead letter's value is the original bytes.
+HEADER_SCHEMA_TOPICS = frozenset({"calls.deadletter"})
 # Shared by several topic schemas: a call's fields as they travel downstream.
 CALL_SCHEMA_FILE = "call.schema.json"
 

@@ -22,6 +22,9 @@ class TopicNames:
     commands: str = "calls.commands"
     # API key ids, hashes, scopes and revocations, read by every edge and worker.
     keys: str = "voix.api-keys"
+    # Internal: statuses and commands re-keyed by the workers onto the call's partition, so
+    # they reach the owner of the call whatever partitioner their producer used.
+    routed: str = "calls.routed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,11 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(
             names.commands,
             key="callId",
+            config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
+        ),
+        TopicSpec(
+            names.routed,
+            key="callId (partitioned like calls.submissions)",
             config={"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
         ),
         TopicSpec(

@@ -14,17 +14,16 @@ import hashlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import EventT, RecordMetadata, StreamT
 from yarl import URL
 
 from app.contracts.ids import utc_now_iso
-from app.contracts.messages import COMMAND_EXPIRE, Command, call_key, dumps
+from app.contracts.messages import COMMAND_EXPIRE, Command, call_key, dumps, partition_for
 from app.contracts.topics import CALLS_TABLE
 from app.kafka_clients import faust_broker_kwargs
 from app.ops.topics import Replication, replication_for
@@ -40,11 +39,11 @@ from app.worker.faust_seams import (
 )
 from app.worker.merge import is_expired
 from app.worker.metrics import count_worker_outputs, install_worker_metrics
-from app.worker.processor import BatchResult, DeadLetterLimit, InputRecord, Processor
+from app.worker.processor import BatchResult, DeadLetterLimit, InputRecord, Output, Processor
 
 log = logging.getLogger("voix.worker")
 
-__all__ = ["CRASH_EXIT_CODE", "create_worker_app", "instance_id", "new_faust_app", "partition_of"]
+__all__ = ["CRASH_EXIT_CODE", "create_worker_app", "instance_id", "new_faust_app"]
 
 # Most events handled as one batch: enough to amortise the sends, small enough that a batch's
 # outputs stay well inside the producer's buffers.
@@ -112,15 +111,18 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
                            "key_serializer": "raw", "value_serializer": "raw"}
     topics = settings.topics
-    # Submissions, transcriber statuses and worker commands are all keyed by callId with the
-    # same partition count, so one agent sees every event of a call, in order per topic, on
+    # The merge reads the submissions (the edge keys them by callId) and calls.routed (the
+    # statuses and commands, re-keyed by the router below), both partitioned by callId with
+    # the same partition count: one agent sees every event of a call, in order per topic, on
     # the worker that owns the call's table partition.
-    inputs = app.topic(topics.submissions, topics.status, topics.commands,
-                       partitions=settings.partitions, **raw)
+    merge_inputs = app.topic(topics.submissions, topics.routed, partitions=settings.partitions,
+                             **raw)
+    # Statuses and commands come from other producers (any client, any partitioner): the
+    # router moves each onto its call's partition of calls.routed first.
+    route_inputs = app.topic(topics.status, topics.commands, **raw)
     # Declared so that Faust creates them if missing; the processor's outputs name them.
     for name in (topics.records, topics.jobs, topics.deadletter):
         app.topic(name, **raw)
-    commands = app.topic(topics.commands, partitions=settings.partitions, **raw)
     install_worker_metrics(app, topics.submissions)
     limit_fetch_wait(app, settings.worker_fetch_wait_ms)
     # Keyed by callId (JSON-encoded in the store and the changelog); each call is written to
@@ -130,7 +132,7 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
                       extra_topic_configs={"min.insync.replicas": str(replication.min_insync)},
                       schema=faust.Schema(key_type=str, key_serializer="raw",
                                           value_serializer="json"))
-    processor = Processor(topics, settings.state_ttl_s,
+    processor = Processor(topics, settings.state_ttl_s, settings.partitions,
                           DeadLetterLimit(settings.worker_max_deadletters, window_s=60.0))
 
     async def handle(events: list[EventT[bytes]]) -> asyncio.Future[Any]:
@@ -138,8 +140,7 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
         broker acknowledged every one of them."""
         # Any event of a partition serves as "current event" for the store's partition lookup.
         of_partition = {event.message.partition: event for event in events}
-        records = [InputRecord(e.message.topic, e.message.partition, e.message.offset,
-                               e.message.key, e.value) for e in events]
+        records = input_records(events)
 
         def read(call_id: str, partition: int) -> dict[str, Any] | None:
             with event_context(of_partition[partition]):
@@ -157,8 +158,7 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
         changelog record per call (pipelined; none is awaited here)."""
         producer = app.producer
         changelog = calls.changelog_topic
-        sends = [await producer.send(out.topic, out.key, out.value, None, None,
-                                     out.headers or None) for out in result.outputs]
+        sends = await send_outputs(result.outputs)
         for call_id, write in result.writes.items():
             with event_context(of_partition[write.partition]):
                 if write.teams:
@@ -186,36 +186,68 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
         count_worker_outputs(Counter(out.topic for out in result.outputs), topics)
         app.events_done += events  # type: ignore[attr-defined]
 
-    @app.agent(inputs, name="merge-beats")
+    async def send_outputs(outputs: list[Output]) -> list[Awaitable[RecordMetadata]]:
+        """Start every send (pipelined; none is awaited here)."""
+        producer = app.producer
+        return [await producer.send(out.topic, out.key, out.value, out.partition, None,
+                                    out.headers or None) for out in outputs]
+
+    async def handle_routing(events: list[EventT[bytes]]) -> asyncio.Future[Any]:
+        outputs = processor.route(input_records(events))
+        sends = await send_outputs(outputs)
+
+        async def acknowledged() -> None:
+            await asyncio.gather(*sends)
+            count_worker_outputs(Counter(out.topic for out in outputs), topics)
+
+        return asyncio.ensure_future(acknowledged())
+
+    @app.agent(merge_inputs, name="merge-beats")
     async def merge_beats(stream: StreamT[bytes]) -> None:
         """Merge beats, statuses and commands into the calls table; emit jobs and records."""
         await run_in_batches(stream, handle, MAX_BATCH, MAX_IN_FLIGHT)
 
+    @app.agent(route_inputs, name="route-by-call")
+    async def route_by_call(stream: StreamT[bytes]) -> None:
+        """Move statuses and commands onto their call's partition of calls.routed."""
+        await run_in_batches(stream, handle_routing, MAX_BATCH, MAX_IN_FLIGHT)
+
     @app.timer(interval=settings.expiry_sweep_s, on_leader=False)  # type: ignore[untyped-decorator]
     async def sweep_expired() -> None:
         """Tables can only change inside a stream event, so the sweep does not delete: it asks
-        the owning agent to, with an expire command keyed by callId (the agent re-checks)."""
+        the owning agent to, with an expire command on the call's partition of calls.routed
+        (the agent re-checks)."""
         now = datetime.now(UTC)
         active = {tp.partition for tp in app.assignor.assigned_actives()
                   if tp.topic == topics.submissions}
         sent = 0
         for call_id, teams in list(calls.items()):
-            if partition_of(call_id, settings.partitions) not in active:
+            partition = partition_for(call_id, settings.partitions)
+            if partition not in active:
                 continue
             for team_id, state in (teams or {}).items():
                 if is_expired(state, now, settings.state_ttl_s):
-                    await commands.send(key=call_key(call_id), value=dumps(Command(
+                    await app.producer.send(topics.routed, call_key(call_id), dumps(Command(
                         command=COMMAND_EXPIRE, team_id=team_id, call_id=call_id,
-                        at=utc_now_iso(), last_change_at=state["updatedAt"]).to_value()))
+                        at=utc_now_iso(), last_change_at=state["updatedAt"]).to_value()),
+                        partition, None, None)
                     sent += 1
         if sent:
             log.info("expiry sweep: asked to expire %d call(s)", sent)
 
     app.events_done = 0  # type: ignore[attr-defined]
-    register_call_status_view(app, calls, settings, partition_of)
+    register_call_status_view(app, calls, settings)
     return app
 
 
-def partition_of(call_id: str, partitions: int) -> int:
-    """The partition Kafka's default (Java) partitioner gives the key callId."""
-    return int(murmur2(call_id.encode()) & 0x7FFFFFFF) % partitions
+def input_records(events: list[EventT[bytes]]) -> list[InputRecord]:
+    """The processor's view of a batch of Faust events."""
+    return [InputRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                        e.value, _headers(e.message.headers)) for e in events]
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """aiokafka hands headers on as a sequence of pairs; Faust may hold a mapping."""
+    if isinstance(headers, Mapping):
+        return tuple(headers.items())
+    return tuple(headers or ())

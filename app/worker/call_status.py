@@ -27,7 +27,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from app.contracts.ids import is_uuid, normalise_uuid
-from app.contracts.messages import public_call_state
+from app.contracts.messages import partition_for, public_call_state
 from app.contracts.topics import CALLS_TABLE
 from app.edge import auth
 from app.edge.errors import ApiError
@@ -58,8 +58,7 @@ def owner_of(app: faust.App, partition: int) -> str | None:
     return None
 
 
-def register_call_status_view(app: faust.App, calls: Any, settings: Settings,
-                              partition_of: Any) -> KeyDirectory:
+def register_call_status_view(app: faust.App, calls: Any, settings: Settings) -> KeyDirectory:
     """Serve GET /calls/{callId} on the worker's web port; returns the key directory it
     follows (started with the worker)."""
     submissions = settings.topics.submissions
@@ -95,7 +94,7 @@ def register_call_status_view(app: faust.App, calls: Any, settings: Settings,
         if app.rebalancing or app.tables.recovery.in_recovery:  # type: ignore[attr-defined]
             return _error(view, 503, "unavailable",
                           "the worker is rebalancing or recovering its table")
-        partition = partition_of(call_id, settings.partitions)
+        partition = partition_for(call_id, settings.partitions)
         if TP(submissions, partition) in app.consumer.assignment():
             teams = calls.get(call_id) or {}
             visible = auth.visible_states(keys, key, wanted_team, teams)

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.contracts.ids import job_id_for
+from app.contracts.ids import job_id_for, parse_time
 from app.contracts.messages import (
     FORMAT_VERSION,
-    JOB_TYPE,
     RECORD_TYPE,
     StatusUpdate,
     Submission,
+    build_job,
 )
 
 # Fields that describe the call; teamId is resolved by the edge and kept at the top level.
@@ -112,28 +112,6 @@ def merge_beat(
     return MergeResult(state=state, job=job, changed=changed)
 
 
-def build_job(team_id: str, call: dict[str, Any], job_id: str, created_at: str,
-              attempt: int = 1) -> dict[str, Any]:
-    """The transcription job. outgoing and userId are passed as sent (or null) so the
-    transcriber can infer direction and agent itself; ingest does not guess."""
-    return {
-        "v": FORMAT_VERSION,
-        "type": JOB_TYPE,
-        "jobId": job_id,
-        "attempt": attempt,
-        "teamId": team_id,
-        "callId": call["callId"],
-        "recordingUrl": call["recordingUrl"],
-        "from": call["from"],
-        "to": call["to"],
-        "startTime": call["startTime"],
-        "outgoing": call.get("outgoing"),
-        "duration": call.get("duration"),
-        "userId": call.get("userId"),
-        "createdAt": created_at,
-    }
-
-
 def apply_status(previous: dict[str, Any], status: StatusUpdate) -> MergeResult:
     """Fold the transcriber's report about a job into the call's state.
 
@@ -191,10 +169,6 @@ def apply_reprocess(previous: dict[str, Any], requested_at: str, source: str) ->
                      "attempt": attempt}],
     })
     return MergeResult(state=state, job=job, changed=True)
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
 
 
 def is_expired(state: dict[str, Any], now: datetime, ttl_s: float) -> bool:

@@ -32,24 +32,32 @@ from typing import Any
 
 import orjson
 
-from app.contracts.ids import is_rfc3339, is_uuid
+from app.contracts.ids import is_rfc3339, is_uuid, normalise_uuid
 from app.contracts.messages import (
+    CARRIED_HEADERS,
     COMMAND_EXPIRE,
     COMMAND_REPLAY,
     COMMAND_REPROCESS,
     COMMAND_TYPE,
     FORMAT_VERSION,
+    REQUEST_ID_HEADER,
+    SOURCE_HEADER,
     STATUS_TYPE,
     SUBMISSION_TYPE,
+    TRACEPARENT_HEADER,
     Command,
     PoisonMessage,
     StatusUpdate,
     Submission,
-    deadletter_value,
+    call_key,
+    dead_letter_headers,
+    downstream_key,
     dumps,
-    record_key,
+    partition_for,
+    public_call_state,
 )
 from app.contracts.topics import TopicNames
+from app.ops.logging import RequestContext, handling
 from app.worker.merge import MergeResult, apply_reprocess, apply_status, is_expired, merge_beat
 
 log = logging.getLogger("voix.worker")
@@ -68,11 +76,34 @@ class InputRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[Header, ...] = ()
 
     @property
     def source(self) -> str:
-        """How the merge names the record that decided a job (redelivery resends it)."""
+        """How the merge names the record that decided a job (its redelivery resends the job):
+        where it was first read, which for a routed status or command is its original topic,
+        partition and offset (so a record routed twice is still one record)."""
+        for name, value in self.headers:
+            if name == SOURCE_HEADER:
+                return value.decode("utf-8", "replace")
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", "replace")
+        return None
+
+    @property
+    def carried(self) -> list[Header]:
+        """The headers that travel on to what is written because of this record."""
+        return [(k, v) for k, v in self.headers if k in CARRIED_HEADERS]
+
+    @property
+    def context(self) -> RequestContext | None:
+        """The request the record came from, for the log lines about it."""
+        request_id = self.header(REQUEST_ID_HEADER)
+        return RequestContext(request_id, self.header(TRACEPARENT_HEADER)) if request_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +114,7 @@ class Output:
     key: bytes | None
     value: bytes | None  # None: a tombstone
     headers: list[Header] = field(default_factory=list)
+    partition: int | None = None  # None: the producer's partitioner on the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +237,12 @@ class _Batch:
 class Processor:
     """Merges submissions, statuses and commands into call states and says what to send."""
 
-    def __init__(self, topics: TopicNames, state_ttl_s: float,
+    def __init__(self, topics: TopicNames, state_ttl_s: float, partitions: int,
                  dead_letter_limit: DeadLetterLimit | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.topics = topics
         self.state_ttl_s = state_ttl_s
+        self.partitions = partitions
         self.dead_letter_limit = dead_letter_limit or DeadLetterLimit(0)
         self._now = now
 
@@ -223,9 +256,48 @@ class Processor:
         result.dead_letters = sum(1 for o in result.outputs if o.topic == self.topics.deadletter)
         return result
 
+    def route(self, records: Iterable[InputRecord]) -> list[Output]:
+        """Re-key statuses and commands onto their call's partition of calls.routed, whatever
+        partitioner (librdkafka's, a wrong key, another partition count) their producer used:
+        value bytes unchanged, headers kept, plus where the record was first read. A record
+        without a readable callId cannot reach any call: a dead letter (stage "route")."""
+        out: list[Output] = []
+        for record in records:
+            with handling(record.context):
+                try:
+                    call_id = _loads(record.value).get("callId")
+                    if not is_uuid(call_id):
+                        raise PoisonMessage("no callId (a UUID) to route the record by")
+                except PoisonMessage as exc:
+                    out.append(self._dead_letter(record, str(exc), stage="route"))
+                    continue
+                call_id = normalise_uuid(str(call_id))
+                headers = list(record.headers)
+                if record.header(SOURCE_HEADER) is None:
+                    headers.append((SOURCE_HEADER, record.source.encode()))
+                out.append(Output(self.topics.routed, call_key(call_id), record.value, headers,
+                                  partition_for(call_id, self.partitions)))
+        return out
+
+    def _dead_letter(self, record: InputRecord, reason: str, stage: str) -> Output:
+        log.error("dead-lettering topic=%s partition=%d offset=%d: %s", record.topic,
+                  record.partition, record.offset, reason,
+                  extra={"topic": record.topic, "partition": record.partition,
+                         "offset": record.offset, "stage": stage})
+        self.dead_letter_limit.count(reason)
+        # The original bytes, as they were; why and where in the headers.
+        return Output(self.topics.deadletter, record.key, record.value, dead_letter_headers(
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            reason=reason, stage=stage, original=record.headers))
+
     # ---- one record -----------------------------------------------------------------------
 
     def _process_one(self, record: InputRecord, batch: _Batch, out: list[Output]) -> None:
+        with handling(record.context):
+            self._process_in_context(record, batch, out)
+
+    def _process_in_context(self, record: InputRecord, batch: _Batch,
+                            out: list[Output]) -> None:
         try:
             value = _loads(record.value)
             kind = value.get("type")
@@ -241,23 +313,23 @@ class Processor:
             else:
                 raise PoisonMessage(f"unknown message type {kind!r}")
         except PoisonMessage as exc:
-            reason = str(exc)
-            log.error("dead-lettering topic=%s partition=%d offset=%d: %s",
-                      record.topic, record.partition, record.offset, reason)
-            out.append(Output(self.topics.deadletter, record.key, dumps(deadletter_value(
-                topic=record.topic, partition=record.partition, offset=record.offset,
-                key=record.key, value=record.value, reason=reason))))
-            self.dead_letter_limit.count(reason)
+            out.append(self._dead_letter(record, str(exc), stage="merge"))
 
-    def _publish(self, team_id: str, call_id: str, result: MergeResult,
+    def _publish(self, team_id: str, call_id: str, result: MergeResult, record: InputRecord,
                  out: list[Output]) -> None:
+        """The job (if the merge decided one) and the call's public record, keyed teamId/callId
+        on the call's partition, with the request's headers."""
+        key, partition = downstream_key(team_id, call_id), record.partition
         if result.job is not None:
-            out.append(Output(self.topics.jobs, call_id.encode(), dumps(result.job)))
+            out.append(Output(self.topics.jobs, key, dumps(result.job), record.carried,
+                              partition))
             log.info("job %s (attempt %s) for call %s team %s", result.job["jobId"],
-                      result.job["attempt"], call_id, team_id)
+                     result.job["attempt"], call_id, team_id,
+                     extra={"call_id": call_id, "team_id": team_id,
+                            "job_id": result.job["jobId"]})
         if result.changed or result.job is not None:
-            out.append(Output(self.topics.records, record_key(team_id, call_id).encode(),
-                              dumps(result.state)))
+            out.append(Output(self.topics.records, key, dumps(public_call_state(result.state)),
+                              record.carried, partition))
 
     def _submission(self, submission: Submission, record: InputRecord, batch: _Batch,
                     out: list[Output], known_job_id: str | None = None,
@@ -265,7 +337,7 @@ class Processor:
         call_id, team_id, partition = submission.call_id, submission.team_id, record.partition
         result = merge_beat(batch.teams(call_id, partition).get(team_id), submission,
                             record.source, known_job_id, known_attempt)
-        self._publish(team_id, call_id, result, out)
+        self._publish(team_id, call_id, result, record, out)
         # Written even when nothing changed: after a crash the local store may hold a state
         # whose changelog record was never acknowledged, and only a write re-sends it.
         batch.put(call_id, partition, team_id, result.state)
@@ -285,7 +357,7 @@ class Processor:
             raise PoisonMessage(str(exc)) from None
         if result.changed:
             log.info("call %s team %s is %s", update.call_id, owner, update.status)
-            self._publish(owner, update.call_id, result, out)
+            self._publish(owner, update.call_id, result, record, out)
             batch.put(update.call_id, record.partition, owner, result.state)
 
     def _command(self, command: Command, record: InputRecord, batch: _Batch,
@@ -305,7 +377,7 @@ class Processor:
                 result = apply_reprocess(state, command.at, record.source)
             except ValueError as exc:
                 raise PoisonMessage(str(exc)) from None
-            self._publish(command.team_id, command.call_id, result, out)
+            self._publish(command.team_id, command.call_id, result, record, out)
             batch.put(command.call_id, partition, command.team_id, result.state)
         elif command.command == COMMAND_EXPIRE:
             # Re-checked here, inside the stream: the call may have changed since the sweep.
@@ -315,6 +387,7 @@ class Processor:
             batch.forget(command.call_id, partition, command.team_id)
             # Downstream's compacted view forgets the call too.
             out.append(Output(self.topics.records,
-                              record_key(command.team_id, command.call_id).encode(), None))
+                              downstream_key(command.team_id, command.call_id), None,
+                              partition=record.partition))
             log.info("expired call %s team %s (last change %s)", command.call_id,
                      command.team_id, command.last_change_at)

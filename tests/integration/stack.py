@@ -35,15 +35,31 @@ class Record:
     value: dict[str, Any]  # {} for a tombstone or a value that is not JSON
     tombstone: bool = False
     not_json: bool = False
+    raw: bytes | None = None  # the value's bytes, as they are on the topic
+    headers: dict[str, str] = field(default_factory=dict)  # as UTF-8 text
+
+    @property
+    def dead_letter(self) -> tuple[str, int, int, str]:
+        """A dead letter's (topic, partition, offset, reason), from its headers."""
+        h = self.headers
+        return (h["voix.dlq.topic"], int(h["voix.dlq.partition"]), int(h["voix.dlq.offset"]),
+                h["voix.dlq.reason"])
 
 
 def _record(r: Any) -> Record:
+    headers = {k: v.decode("utf-8", "replace") for k, v in (r.headers or ())}
     if r.value is None:
-        return Record(r.topic, r.partition, r.offset, r.key, {}, tombstone=True)
+        return Record(r.topic, r.partition, r.offset, r.key, {}, tombstone=True,
+                      headers=headers)
     try:
-        return Record(r.topic, r.partition, r.offset, r.key, orjson.loads(r.value))
-    except orjson.JSONDecodeError:  # e.g. a poison record a test wrote on purpose
-        return Record(r.topic, r.partition, r.offset, r.key, {}, not_json=True)
+        value = orjson.loads(r.value)
+    except orjson.JSONDecodeError:  # e.g. a poison record (or its dead letter)
+        return Record(r.topic, r.partition, r.offset, r.key, {}, not_json=True, raw=r.value,
+                      headers=headers)
+    if not isinstance(value, dict):
+        return Record(r.topic, r.partition, r.offset, r.key, {}, not_json=True, raw=r.value,
+                      headers=headers)
+    return Record(r.topic, r.partition, r.offset, r.key, value, raw=r.value, headers=headers)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts.ids import job_id_for
-from app.contracts.messages import Submission, record_key
+from app.contracts.messages import Submission, downstream_key
 from app.worker.merge import CALL_FIELDS, merge_beat
 
 CALL_ID = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
@@ -39,12 +39,12 @@ def submission(team: str, call: dict[str, Any], i: int) -> Submission:
                       call=call)
 
 
-def process(table: dict[str, Any], log: list[tuple[int, dict[str, Any]]], start: int,
+def process(table: dict[bytes, Any], log: list[tuple[int, dict[str, Any]]], start: int,
             stop: int, jobs: list[dict[str, Any]]) -> None:
     for offset in range(start, stop):
         team_index, call = log[offset]
         team = TEAMS[team_index]
-        key = record_key(team, CALL_ID)
+        key = downstream_key(team, CALL_ID)
         result = merge_beat(table.get(key), submission(team, call, offset), f"t/0/{offset}")
         table[key] = result.state
         if result.job is not None:
@@ -59,12 +59,12 @@ def latest_values(log: list[tuple[int, dict[str, Any]]], team_index: int) -> dic
     return merged
 
 
-def check_outcome(log: list[tuple[int, dict[str, Any]]], table: dict[str, Any],
+def check_outcome(log: list[tuple[int, dict[str, Any]]], table: dict[bytes, Any],
                   jobs: list[dict[str, Any]], exactly_once: bool) -> None:
     for team_index, team in enumerate(TEAMS):
         mine = [j for j in jobs if j["teamId"] == team]
         sent = [call for t, call in log if t == team_index]
-        state = table.get(record_key(team, CALL_ID))
+        state = table.get(downstream_key(team, CALL_ID))
         if not sent:
             assert state is None and mine == []
             continue
@@ -90,7 +90,7 @@ def check_outcome(log: list[tuple[int, dict[str, Any]]], table: dict[str, Any],
 @given(log=logs)
 def test_any_interleaving_and_duplication_gives_one_job_per_team_and_call(
         log: list[tuple[int, dict[str, Any]]]) -> None:
-    table: dict[str, Any] = {}
+    table: dict[bytes, Any] = {}
     jobs: list[dict[str, Any]] = []
     process(table, log, 0, len(log), jobs)
     check_outcome(log, table, jobs, exactly_once=True)
@@ -108,7 +108,7 @@ def test_redelivery_after_a_crash_loses_no_job_and_keeps_one_job_id(
     restored = data.draw(st.integers(0, crashed_at), label="restored")
     committed = data.draw(st.integers(0, restored), label="committed")
     jobs: list[dict[str, Any]] = []
-    before_crash: dict[str, Any] = {}
+    before_crash: dict[bytes, Any] = {}
     process(before_crash, log, 0, restored, jobs)
     table = dict(before_crash)  # the changelog's view at the crash
     process(before_crash, log, restored, crashed_at, jobs)  # sent, but its state is lost

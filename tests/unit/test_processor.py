@@ -60,7 +60,7 @@ def on(outputs: list[Any], topic: str) -> list[dict[str, Any]]:
 
 
 def test_a_batch_reads_and_writes_each_call_once_and_emits_one_job() -> None:
-    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600, partitions=6)
     call_id = str(uuid.uuid4())
     batch = [submission(beat1(call_id), 0), submission(beat2(call_id), 1),
              submission(beat2(call_id), 2)]  # a client retry of beat 2
@@ -70,15 +70,19 @@ def test_a_batch_reads_and_writes_each_call_once_and_emits_one_job() -> None:
     assert [j["jobId"] for j in on(result.outputs, TOPICS.jobs)] == [job_id_for(TEAM, call_id)]
     assert [r["status"] for r in on(result.outputs, TOPICS.records)] == ["received",
                                                                          "transcribing"]
-    # Outputs are plain values: topic, key bytes, value bytes, headers.
+    # Outputs are plain values: topic, key bytes, value bytes, headers, partition. Downstream
+    # keys are teamId/callId (tenant-safe); the partition is the call's.
     job = next(o for o in result.outputs if o.topic == TOPICS.jobs)
-    assert job.key == call_id.encode() and job.headers == []
+    assert job.key == f"{TEAM}/{call_id}".encode() and job.headers == []
+    assert job.partition == 3  # the partition the call's records came from
+    # The public record leaves the worker's bookkeeping out.
+    assert all("jobSource" not in r and "job" not in r for r in on(result.outputs, TOPICS.records))
 
 
 def test_redelivery_of_the_deciding_record_resends_the_same_job() -> None:
     """At least once: the batch is processed again after a crash, against the table state the
     first run already wrote (its changelog was ahead of the committed offset)."""
-    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600, partitions=6)
     call_id = str(uuid.uuid4())
     batch = [submission(beat1(call_id), 10), submission(beat2(call_id), 11)]
     first = processor.process(batch, table.read)
@@ -94,7 +98,7 @@ def test_redelivery_of_the_deciding_record_resends_the_same_job() -> None:
 
 
 def test_every_unusable_record_is_one_dead_letter_and_the_batch_goes_on() -> None:
-    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600)
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600, partitions=6)
     bad_call = Submission.new(team_id=TEAM, key_id="k", call=beat1()).to_value()
     bad_call["call"]["callId"] = "not-a-uuid"
     no_recording_url_type = Submission.new(team_id=TEAM, key_id="k", call=beat2(
@@ -111,23 +115,27 @@ def test_every_unusable_record_is_one_dead_letter_and_the_batch_goes_on() -> Non
     records = [InputRecord(TOPICS.submissions, 0, i, b"k", v) for i, v in enumerate(values)]
     good = str(uuid.uuid4())
     result = processor.process([*records, submission(beat2(good), 99)], table.read)
-    dead = on(result.outputs, TOPICS.deadletter)
-    assert [d["source"]["offset"] for d in dead] == list(range(len(values)))
+    dead = [o for o in result.outputs if o.topic == TOPICS.deadletter]
+    headers = [{k: v.decode() for k, v in o.headers} for o in dead]
+    assert [h["voix.dlq.offset"] for h in headers] == [str(i) for i in range(len(values))]
+    assert {h["voix.dlq.topic"] for h in headers} == {TOPICS.submissions}
+    assert {h["voix.dlq.stage"] for h in headers} == {"merge"}
     assert result.dead_letters == len(values)
-    reasons = [d["reason"] for d in dead]
+    reasons = [h["voix.dlq.reason"] for h in headers]
     assert "not JSON" in reasons[0] and "not a JSON object" in reasons[1]
     assert "unsupported format" in reasons[2] and "unknown message type" in reasons[3]
     assert "callId must be a UUID" in reasons[4] and "recordingUrl" in reasons[5]
     assert "unknown call" in reasons[6] and "reprocess of unknown call" in reasons[7]
     assert "empty value" in reasons[8]
-    assert dead[0]["value"] == "\x00 not json"  # the original bytes, as text
+    # The original key and value bytes, exactly (Kafka Connect's convention).
+    assert [(o.key, o.value) for o in dead] == [(b"k", v) for v in values]
     assert len(on(result.outputs, TOPICS.jobs)) == 1
 
 
 def test_more_dead_letters_than_the_limit_within_the_window_stop_the_worker() -> None:
     now = [0.0]
     limit = DeadLetterLimit(3, window_s=60.0, clock=lambda: now[0])
-    processor = Processor(TOPICS, state_ttl_s=3600, dead_letter_limit=limit)
+    processor = Processor(TOPICS, state_ttl_s=3600, partitions=6, dead_letter_limit=limit)
     poison = [InputRecord(TOPICS.submissions, 0, i, b"k", b"x") for i in range(3)]
     processor.process(poison, Table().read)  # three: at the limit, not over it
     now[0] = 61.0  # the window moved on: those three no longer count
@@ -146,3 +154,48 @@ def test_a_submission_is_checked_cheaply_but_a_malformed_one_is_rejected() -> No
     missing_from = {**value, "call": {k: v for k, v in value["call"].items() if k != "from"}}
     with pytest.raises(ValueError, match="from must be a string"):
         parse_submission_value(missing_from)
+
+
+def test_statuses_and_commands_are_routed_to_their_calls_partition() -> None:
+    """Whatever partition a producer put a status on (librdkafka's default partitioner, a
+    wrong key), the router moves it, bytes unchanged, onto the call's partition."""
+    from app.contracts.messages import partition_for
+
+    processor = Processor(TOPICS, state_ttl_s=3600, partitions=6)
+    call_id = str(uuid.uuid4())
+    status = dumps(StatusUpdate(job_id_for(TEAM, call_id), call_id.upper(), "transcribed",
+                                None, utc_now_iso()).to_value())
+    command = dumps(Command(COMMAND_REPROCESS, TEAM, call_id, utc_now_iso()).to_value())
+    records = [InputRecord(TOPICS.status, 5, 40, b"whatever", status,
+                           (("request-id", b"r-9"),)),
+               InputRecord(TOPICS.commands, 2, 7, None, command),
+               InputRecord(TOPICS.status, 1, 3, b"k", b'{"v": 1, "callId": "nope"}'),
+               InputRecord(TOPICS.status, 1, 4, b"k", b"not json")]
+    routed, again, *dead = processor.route(records)
+    assert (routed.topic, routed.key, routed.value) == (TOPICS.routed, call_id.encode(), status)
+    assert routed.partition == partition_for(call_id, 6) == again.partition
+    assert dict(routed.headers) == {"request-id": b"r-9", "voix.source":
+                                    f"{TOPICS.status}/5/40".encode()}
+    assert [d.topic for d in dead] == [TOPICS.deadletter] * 2
+    assert {dict(d.headers)[b"voix.dlq.stage".decode()] for d in dead} == {b"route"}
+    # Routed twice (the router crashed before its commit), a command is still one record:
+    # its source is where it was first read.
+    twice = processor.route([InputRecord(TOPICS.routed, 0, 99, again.key, again.value,
+                                         tuple(again.headers))])[0]
+    first_source = InputRecord(TOPICS.routed, 0, 1, None, None, tuple(again.headers)).source
+    assert InputRecord(TOPICS.routed, 0, 2, None, None, tuple(twice.headers)).source == \
+        first_source == f"{TOPICS.commands}/2/7"
+
+
+def test_the_request_id_travels_to_the_job_and_the_record() -> None:
+    table, processor = Table(), Processor(TOPICS, state_ttl_s=3600, partitions=6)
+    call_id = str(uuid.uuid4())
+    beat = submission(beat2(call_id), 0)
+    traced = InputRecord(beat.topic, beat.partition, beat.offset, beat.key, beat.value,
+                         (("request-id", b"req-7"), ("traceparent", b"00-" + b"a" * 32 + b"-"
+                                                     + b"b" * 16 + b"-01"), ("other", b"x")))
+    result = processor.process([traced], table.read)
+    for out in result.outputs:
+        assert dict(out.headers) == {"request-id": b"req-7",
+                                     "traceparent": b"00-" + b"a" * 32 + b"-" + b"b" * 16 +
+                                     b"-01"}, out.topic

@@ -18,9 +18,10 @@ from app.contracts.messages import (
     PoisonMessage,
     StatusUpdate,
     Submission,
-    deadletter_value,
+    dead_letter_headers,
+    public_call_state,
 )
-from app.contracts.topic_schemas import TOPIC_SCHEMA_FILES, schema_errors
+from app.contracts.topic_schemas import HEADER_SCHEMA_TOPICS, TOPIC_SCHEMA_FILES, schema_errors
 from app.worker.merge import apply_reprocess, apply_status, merge_beat
 from tests.factories import beat1, beat2
 
@@ -36,7 +37,7 @@ def test_every_topic_has_a_schema_with_a_version() -> None:
     from app.contracts.topics import TopicNames, topic_specs
 
     assert {spec.name for spec in topic_specs(TopicNames())} == set(TOPIC_SCHEMA_FILES)
-    for topic in TOPIC_SCHEMA_FILES:
+    for topic in set(TOPIC_SCHEMA_FILES) - HEADER_SCHEMA_TOPICS - {"calls.routed"}:
         schema = topic_validator(topic).schema
         assert schema["properties"]["v"]["const"] == 1 and "v" in schema["required"]
 
@@ -49,16 +50,18 @@ def test_submissions_records_and_jobs_validate() -> None:
     r1 = merge_beat(None, first, "s/0/0")
     r2 = merge_beat(r1.state, second, "s/0/1")
     assert r2.job is not None
-    assert schema_errors("calls.records", r1.state) == []
-    assert schema_errors("calls.records", r2.state) == []
+    assert schema_errors("calls.records", public_call_state(r1.state)) == []
+    assert schema_errors("calls.records", public_call_state(r2.state)) == []
     assert schema_errors("transcription.jobs", r2.job) == []
     done = apply_status(r2.state, StatusUpdate(r2.job["jobId"], call_id, "failed", "no audio",
                                                utc_now_iso())).state
-    assert schema_errors("calls.records", done) == []
+    assert schema_errors("calls.records", public_call_state(done)) == []
     again = apply_reprocess(done, utc_now_iso(), "c/0/3")
     assert again.job is not None and again.job["attempt"] == 2
     assert schema_errors("transcription.jobs", again.job) == []
-    assert schema_errors("calls.records", again.state) == []
+    assert schema_errors("calls.records", public_call_state(again.state)) == []
+    # The table state's bookkeeping is not part of the published record.
+    assert schema_errors("calls.records", again.state) != []
 
 
 def test_status_commands_and_dead_letters_validate() -> None:
@@ -77,9 +80,15 @@ def test_status_commands_and_dead_letters_validate() -> None:
     for command in commands:
         assert schema_errors("calls.commands", command.to_value()) == []
         assert Command.from_bytes(orjson.dumps(command.to_value())) == command
-    letter = deadletter_value(topic="t", partition=1, offset=2, key=b"k", value=b"\xff{",
-                              reason="not JSON")
-    assert schema_errors("calls.deadletter", letter) == []
+    for command in commands:  # what the router writes onto calls.routed
+        assert schema_errors("calls.routed", command.to_value()) == []
+    assert schema_errors("calls.routed", StatusUpdate(str(uuid.uuid4()), call_id, "transcribed",
+                                                      None, utc_now_iso()).to_value()) == []
+    headers = dead_letter_headers(topic="t", partition=1, offset=2, reason="ü" * 1500,
+                                  stage="route", original=[("request-id", b"r-1")])
+    as_text = {k: v.decode() for k, v in headers}  # UTF-8 although the reason was cut
+    assert schema_errors("calls.deadletter", as_text) == []
+    assert as_text["request-id"] == "r-1" and len(headers[-3][1]) <= 2000
 
 
 @pytest.mark.parametrize(("topic", "value", "where"), [
@@ -124,7 +133,8 @@ def test_published_schemas_accept_additive_changes_and_ours_are_complete() -> No
     result = merge_beat(None, submission(beat2(call_id)), "s/0/0")
     assert result.job is not None
     job = {**result.job, "priority": "high", "call": {"x": 1}}
-    record = {**result.state, "call": {**result.state["call"], "language": "nl"}}
+    state = public_call_state(result.state)
+    record = {**state, "call": {**state["call"], "language": "nl"}}
     assert schema_errors("transcription.jobs", job, strict=False) == []
     assert schema_errors("calls.records", record, strict=False) == []
     assert any("priority" in e for e in schema_errors("transcription.jobs", job))

@@ -36,6 +36,7 @@ class Harness:
         self.app, self.ctx, self.sent = app, ctx, sent
         self.put_count = 0
         self.raw: list[tuple[str, int | None, bytes, bytes | None]] = []  # as sent
+        self.sent_with_headers: list[tuple[str, int | None, bytes | None, Any]] = []
 
     async def put_raw(self, value: bytes, key: bytes) -> None:
         """Put a record and wait until the agent's batch with it was handled (the agent reads
@@ -55,6 +56,12 @@ class Harness:
     def on(self, topic: str) -> list[dict[str, Any]]:
         return [value for name, _, value in self.sent if name == topic]
 
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Each dead letter's headers as text, and its value as sent (the original bytes)."""
+        return [{**{k: v.decode() for k, v in headers}, "value": value}
+                for topic, _, value, headers in self.sent_with_headers
+                if topic.endswith("calls.deadletter")]
+
     @property
     def table(self) -> Any:
         return self.app.tables["calls"]
@@ -70,12 +77,19 @@ async def harness() -> AsyncIterator[Harness]:
     app.flow_control.resume()
     sent: list[tuple[str, bytes, dict[str, Any]]] = []
     harness_raw: list[tuple[str, int | None, bytes, bytes | None]] = []
+    with_headers: list[tuple[str, int | None, bytes | None, Any]] = []
 
     async def capture(topic: str, key: bytes, value: bytes | None, partition: int | None,
                       timestamp: float | None, headers: Any, **_: Any) -> asyncio.Future[Any]:
-        # A tombstone (None) is recorded as {"tombstone": true}.
-        sent.append((topic, key, {"tombstone": True} if value is None else orjson.loads(value)))
+        # A tombstone (None) is recorded as {"tombstone": true}; a value that is not JSON (a
+        # dead letter's original bytes) as {"bytes": value}.
+        try:
+            parsed = {"tombstone": True} if value is None else orjson.loads(value)
+        except orjson.JSONDecodeError:
+            parsed = {"bytes": value}
+        sent.append((topic, key, parsed))
         harness_raw.append((topic, partition, key, value))
+        with_headers.append((topic, partition, value, list(headers or ())))
         acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         acked.set_result(SimpleNamespace(topic=topic, partition=partition or 0,
                                          offset=len(sent)))
@@ -85,6 +99,7 @@ async def harness() -> AsyncIterator[Harness]:
         async with app.agents["merge-beats"].test_context() as ctx:
             harness = Harness(app, ctx, sent)
             harness.raw = harness_raw
+            harness.sent_with_headers = with_headers
             yield harness
     # Faust makes a consumer thread with its own event loop even in test_context and never
     # starts or closes it; close it so the test leaves no open sockets behind.
@@ -125,10 +140,12 @@ async def test_poison_message_goes_to_dead_letters_and_agent_goes_on(harness: Ha
     call_id = str(uuid.uuid4())
     await harness.put(beat2(call_id))
 
-    dead = harness.on("calls.deadletter")
-    assert [d["source"]["offset"] for d in dead] == [0, 1, 2]
-    assert "not JSON" in dead[0]["reason"] and "unsupported format" in dead[1]["reason"]
-    assert "callId must be a UUID" in dead[2]["reason"]
+    dead = harness.dead_letters()
+    assert [d["voix.dlq.offset"] for d in dead] == ["0", "1", "2"]
+    assert "not JSON" in dead[0]["voix.dlq.reason"]
+    assert "unsupported format" in dead[1]["voix.dlq.reason"]
+    assert "callId must be a UUID" in dead[2]["voix.dlq.reason"]
+    assert dead[0]["value"] == b"\x00 not json"  # the original bytes
     # (test_context() names a multi-topic agent's source "<internal>"; the broker tests check
     # the real topic name.)
     assert len(harness.on("transcription.jobs")) == 1
@@ -164,8 +181,8 @@ async def test_status_messages_move_the_call_and_unknown_ones_are_dead_letters(
     stranger = str(uuid.uuid4())
     lost = StatusUpdate(job_id_for(TEAM, stranger), stranger, "failed", "x", utc_now_iso())
     await harness.put_raw(dumps(lost.to_value()), key=stranger.encode())
-    [dead] = harness.on("calls.deadletter")
-    assert "unknown call" in dead["reason"]
+    [dead] = harness.dead_letters()
+    assert "unknown call" in dead["voix.dlq.reason"]
 
 
 async def test_reprocess_and_expire_commands(harness: Harness) -> None:
