@@ -88,6 +88,15 @@ class InputRecord:
                 return value.decode("utf-8", "replace")
         return f"{self.topic}/{self.partition}/{self.offset}"
 
+    @property
+    def origin(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) where the record was first read (see `source`)."""
+        topic, partition, offset = self.source.rsplit("/", 2)
+        try:
+            return topic, int(partition), int(offset)
+        except ValueError:  # a foreign header we cannot read: where we read it
+            return self.topic, self.partition, self.offset
+
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
             if key == name:
@@ -280,15 +289,16 @@ class Processor:
         return out
 
     def _dead_letter(self, record: InputRecord, reason: str, stage: str) -> Output:
-        log.error("dead-lettering topic=%s partition=%d offset=%d: %s", record.topic,
-                  record.partition, record.offset, reason,
-                  extra={"topic": record.topic, "partition": record.partition,
-                         "offset": record.offset, "stage": stage})
+        """The original bytes, as they were; why, and where the record was first written
+        (for a routed status, its place on transcription.status), in the headers."""
+        topic, partition, offset = record.origin
+        log.error("dead-lettering topic=%s partition=%d offset=%d: %s", topic, partition,
+                  offset, reason, extra={"topic": topic, "partition": partition,
+                                         "offset": offset, "stage": stage})
         self.dead_letter_limit.count(reason)
-        # The original bytes, as they were; why and where in the headers.
         return Output(self.topics.deadletter, record.key, record.value, dead_letter_headers(
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            reason=reason, stage=stage, original=record.headers))
+            topic=topic, partition=partition, offset=offset, reason=reason, stage=stage,
+            original=record.headers))
 
     # ---- one record -----------------------------------------------------------------------
 

@@ -199,3 +199,18 @@ def test_the_request_id_travels_to_the_job_and_the_record() -> None:
         assert dict(out.headers) == {"request-id": b"req-7",
                                      "traceparent": b"00-" + b"a" * 32 + b"-" + b"b" * 16 +
                                      b"-01"}, out.topic
+
+
+def test_a_routed_record_that_cannot_be_applied_is_dead_lettered_where_it_was_written() -> None:
+    processor = Processor(TOPICS, state_ttl_s=3600, partitions=6)
+    stranger = str(uuid.uuid4())
+    status = dumps(StatusUpdate(job_id_for(TEAM, stranger), stranger, "transcribed", None,
+                                utc_now_iso()).to_value())
+    [routed] = processor.route([InputRecord(TOPICS.status, 4, 17, b"k", status)])
+    read_back = InputRecord(TOPICS.routed, routed.partition or 0, 3, routed.key, routed.value,
+                            tuple(routed.headers))
+    [dead] = processor.process([read_back], Table().read).outputs
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert (headers["voix.dlq.topic"], headers["voix.dlq.partition"],
+            headers["voix.dlq.offset"]) == (TOPICS.status, "4", "17")
+    assert headers["voix.dlq.stage"] == "merge" and dead.value == status
