@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.contracts.ids import job_id_for
 from app.kafka_clients import client_kwargs, diagnose
-from app.settings import Settings
+from app.settings import PROJECT_ROOT, Settings
 from tests import harness
 from tests.factories import beat1, beat2
 from tests.harness import PrivateBroker
@@ -189,7 +189,7 @@ def test_worker_with_wrong_settings_exits_69_with_the_line(
     proc = subprocess.run(
         harness.app_argv("worker", "--web-port", str(harness.free_port()), "--data-dir",
                          str(tmp_path / "worker")),
-        env=secured.env(**env), cwd=harness.PROJECT_ROOT, capture_output=True, text=True,
+        env=secured.env(**env), cwd=PROJECT_ROOT, capture_output=True, text=True,
         timeout=90)
     took = time.monotonic() - started
     output = proc.stdout + proc.stderr
@@ -205,7 +205,7 @@ def test_cli_with_a_wrong_password_exits_1_with_the_line(
     env, cause = wrong_env("password", secured_broker)
     for args in (("topics", "create"), ("keys", "list")):
         proc = subprocess.run(harness.app_argv(*args), env=secured.env(**env),
-                              cwd=harness.PROJECT_ROOT, capture_output=True, text=True,
+                              cwd=PROJECT_ROOT, capture_output=True, text=True,
                               timeout=90)
         assert proc.returncode == 1, (args, proc.stderr[-2000:])
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
