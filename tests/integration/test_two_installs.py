@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import shutil
 import subprocess
 import sys
@@ -395,9 +394,3 @@ async def test_any_worker_answers_for_any_call(pool: Pool) -> None:
                 if status != 404:
                     wrong[f"{call_id} as team B"] = (base, status)
     assert not wrong, f"{len(wrong)} of {2 * 2 * len(expected)} answers wrong: {wrong}"
-
-
-def test_installs_keep_no_state_in_the_shared_interpreter() -> None:
-    # The copies only share the interpreter: nothing of theirs was written next to it.
-    site = Path(os.__file__).parent
-    assert not list(site.glob("var")) and not (Path(sys.prefix) / "var").exists()
