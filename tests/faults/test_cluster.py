@@ -89,11 +89,12 @@ async def min_insync(bootstrap: str, topic: str) -> str:
     raise AssertionError(f"no min.insync.replicas in {response}")
 
 
-async def busiest_partition(bootstrap: str, topic: str) -> int:
+async def busiest_partition(bootstrap: str, topic: str, count: int) -> int:
+    """The partition with the most records so far."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(6)]
+        tps = [TopicPartition(topic, p) for p in range(count)]
         ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
@@ -135,7 +136,8 @@ async def test_cluster_nodes_killed_under_load(cluster: PrivateCluster, tmp_path
     topic = stack.topics.submissions
     # What `topics create` chose for 3 brokers: 3 copies, 2 of them needed for an ack.
     layout = await partitions(cluster.bootstrap, topic)
-    assert len(layout) == 6 and all(len(p["replicas"]) == NODES for p in layout), layout
+    assert len(layout) == stack.settings.partitions, layout
+    assert all(len(p["replicas"]) == NODES for p in layout), layout
     assert await min_insync(cluster.bootstrap, topic) == "2"
     assert await min_insync(cluster.bootstrap, stack.topics.jobs) == "2"
 
@@ -155,7 +157,7 @@ async def test_cluster_nodes_killed_under_load(cluster: PrivateCluster, tmp_path
         async def inject(driver: LoadDriver, faults: list[Fault]) -> None:
             # 1. the leader of the busiest submissions partition, killed and started again
             await until_calls(driver, 0.05)
-            busiest = await busiest_partition(cluster.bootstrap, topic)
+            busiest = await busiest_partition(cluster.bootstrap, topic, len(layout))
             leader = next(p["leader"] for p in await partitions(cluster.bootstrap, topic)
                           if p["partition"] == busiest)
             began = time.time()
