@@ -120,6 +120,38 @@ async def diagnose(settings: Settings, timeout_s: float = 5.0) -> KafkaProblem |
     return max(problems)
 
 
+# The cause this process last logged, whichever client logged it: the edge's producer and its
+# key directory meet the same wrong password at the same moment, and one line is enough.
+_said: dict[str, str] = {}
+
+
+def first_time_said(cause: str) -> bool:
+    """True the first time this process is about to log `cause` (until `said_recovered`):
+    every component that retries against Kafka logs a cause only if this says so."""
+    if _said.get("cause") == cause:
+        return False
+    _said["cause"] = cause
+    return True
+
+
+def said_recovered() -> None:
+    """We reached Kafka again: the next problem is worth a line, even the same one."""
+    _said.pop("cause", None)
+
+
+async def cause_of(settings: Settings, exc: BaseException) -> str:
+    """Why a client could not use the cluster, in one sentence: what `diagnose` finds for a
+    failed connection (aiokafka only says "Unable to bootstrap"), else the error itself."""
+    from aiokafka.errors import KafkaConnectionError
+
+    if isinstance(exc, KafkaConnectionError | OSError):
+        problem = await diagnose(settings)
+        if problem is not None:
+            return problem.message
+    text = str(exc)  # aiokafka's errors already start with their class name
+    return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
+
+
 async def wait_until_usable(settings: Settings, wait_s: float) -> None:
     """Return once the cluster lets us in; raise KafkaUnusable at once for a problem that
     waiting cannot fix, or after `wait_s` for one that it might have."""

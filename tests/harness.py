@@ -12,6 +12,10 @@ stopping and killing, reading logs, and a private Kafka broker run by broker/kaf
 
 What a test stack adds on top (topic names, the edge and worker flags, reading topics) is in
 tests/integration/stack.py; what the benchmarks add (wrk, CPU accounting) in bench/harness.py.
+
+A private broker can also be the SASL_SSL-only one (`PrivateBroker(..., security="sasl_ssl")`,
+its client settings from `client_env()`), and `PrivateCluster` is a private N-node KRaft
+cluster (`kafka.sh cluster-*` on free ports and a data dir of its own).
 """
 
 from __future__ import annotations
@@ -39,6 +43,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+SHARED_PORTS = frozenset({9092, 10092, 9094, 9095, 10094})  # the shared brokers' ports
+
+
+def free_port_block(count: int, offsets: Sequence[int] = (0,), tries: int = 200) -> int:
+    """A port P such that P+o+i is free for every offset o and i < count (e.g. a cluster's
+    broker ports and, 1000 above, their controller ports), none of them a shared broker's."""
+    for _ in range(tries):
+        base = free_port()
+        wanted = [base + o + i for o in offsets for i in range(count)]
+        if all(p < 65536 and p not in SHARED_PORTS and _port_free(p) for p in wanted):
+            return base
+    raise RuntimeError(f"no block of {count} free ports at offsets {list(offsets)}")
 
 
 def kafka_bootstrap() -> str:
@@ -101,9 +128,11 @@ class CommandFailed(subprocess.CalledProcessError):
         return f"{' '.join(map(str, self.cmd))} failed ({self.returncode}):\n{self.stderr}"
 
 
-def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout_s: float = 60.0) -> str:
-    """Run a command in the project root to its end; its stdout. CommandFailed if it fails."""
-    proc = subprocess.run(list(argv), env=env, cwd=PROJECT_ROOT, capture_output=True, text=True,
+def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout_s: float = 60.0,
+        cwd: Path = PROJECT_ROOT) -> str:
+    """Run a command (in the project root unless `cwd`) to its end; its stdout. CommandFailed
+    if it fails."""
+    proc = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout_s)
     if proc.returncode != 0:
         raise CommandFailed(proc.returncode, list(argv), proc.stdout, proc.stderr)
@@ -114,11 +143,13 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None, timeout_s: float
 
 @dataclass
 class Processes:
-    """Named child processes, each started in the project root with stdout and stderr going
-    to `workdir/<name>.log` (appended to, so a restarted process keeps one log)."""
+    """Named child processes, each started in `cwd` (the project root unless said otherwise)
+    with stdout and stderr going to `workdir/<name>.log` (appended to, so a restarted process
+    keeps one log)."""
 
     workdir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    cwd: Path = PROJECT_ROOT
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -128,7 +159,7 @@ class Processes:
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.log_path(name).open("ab") as log:  # the child keeps its own fd
-            proc = subprocess.Popen(list(argv), env=env, cwd=PROJECT_ROOT, stdout=log,
+            proc = subprocess.Popen(list(argv), env=env, cwd=self.cwd, stdout=log,
                                     stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
@@ -162,10 +193,26 @@ class Processes:
 
 # ---- a private broker -----------------------------------------------------------------------
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as kafka.sh writes client.env (no quotes, no comments)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def without_kafka_settings(env: dict[str, str]) -> dict[str, str]:
+    """`env` without any KAFKA_* variable: a process configured only by what is added next."""
+    return {k: v for k, v in env.items() if not k.startswith("KAFKA_")}
+
+
 @dataclass
 class PrivateBroker:
     """A single-node Kafka broker of our own on `port` with its data in `data_dir`, started and
-    stopped with broker/kafka.sh; never the shared one on 9092."""
+    stopped with broker/kafka.sh; never the shared one on 9092.
+
+    `security="sasl_ssl"`: the broker that admits clients only over SASL_SSL (SCRAM-SHA-512,
+    a private CA) on `port` and mutual TLS on `mtls_port`; `client_env()` is the client
+    settings it wrote (KAFKA_BOOTSTRAP, KAFKA_SECURITY_PROTOCOL, ...), `tls_dir` its CA and
+    the wrong-CA material for failure tests."""
 
     port: int
     data_dir: Path
@@ -173,10 +220,28 @@ class PrivateBroker:
     env: dict[str, str] = field(default_factory=dict)  # more kafka.sh settings (KAFKA_HEAP_OPTS)
     show_output: bool = False  # False: kafka.sh's output is captured, not shown
     timeout_s: float | None = 180.0
+    security: str = "plaintext"  # or "sasl_ssl"
+    mtls_port: int | None = None  # sasl_ssl only; None: a free one, chosen once
+
+    def __post_init__(self) -> None:
+        assert self.security in ("plaintext", "sasl_ssl"), self.security
+        if self.security == "sasl_ssl" and self.mtls_port is None:
+            self.mtls_port = free_port()
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    def client_env(self) -> dict[str, str]:
+        """The KAFKA_* settings a client of this broker needs (for sasl_ssl, what kafka.sh
+        wrote to DATA/client.env; the password is in a file it names)."""
+        if self.security == "plaintext":
+            return {"KAFKA_BOOTSTRAP": self.bootstrap}
+        return read_env_file(self.data_dir / "client.env")
 
     def pid(self) -> int | None:
         """The broker's pid while kafka.sh has it running."""
@@ -186,16 +251,14 @@ class PrivateBroker:
 
     def run(self, action: str) -> None:
         """`broker/kafka.sh ACTION` (up, down, kill, status, ...) for this broker."""
-        assert self.port != 9092, "a private broker never takes the shared broker's port"
+        assert self.port not in SHARED_PORTS, "a private broker never takes a shared port"
         env = {**os.environ, "KAFKA_PORT": str(self.port),
                "KAFKA_CONTROLLER_PORT": str(self.controller_port or free_port()),
-               "KAFKA_DATA_DIR": str(self.data_dir), **self.env}
-        # Shown: what kafka.sh says, except the line `down` prints; else captured.
-        shown = self.show_output
-        stdout = (subprocess.DEVNULL if action == "down" else None) if shown else subprocess.PIPE
-        subprocess.run(["bash", str(KAFKA_SH), action], env=env, check=True, cwd=PROJECT_ROOT,
-                       timeout=self.timeout_s, stdout=stdout,
-                       stderr=None if shown else subprocess.PIPE)
+               "KAFKA_DATA_DIR": str(self.data_dir), "KAFKA_SECURITY": self.security,
+               **self.env}
+        if self.mtls_port is not None:
+            env["KAFKA_MTLS_PORT"] = str(self.mtls_port)
+        _kafka_sh([action], env, self.show_output, self.timeout_s)
 
     def up(self) -> None:
         self.run("up")
@@ -205,3 +268,64 @@ class PrivateBroker:
 
     def kill(self) -> None:
         self.run("kill")
+
+
+def _kafka_sh(args: Sequence[str], env: dict[str, str], show_output: bool,
+              timeout_s: float | None) -> str:
+    """Run broker/kafka.sh; its stdout when captured. Shown: what it says, except the line
+    `down` prints."""
+    quiet = args[0] in ("down", "cluster-down")
+    stdout = (subprocess.DEVNULL if quiet else None) if show_output else subprocess.PIPE
+    proc = subprocess.run(["bash", str(KAFKA_SH), *args], env=env, check=True,
+                          cwd=PROJECT_ROOT, timeout=timeout_s, stdout=stdout,
+                          stderr=None if show_output else subprocess.PIPE, text=True)
+    return proc.stdout or ""
+
+
+@dataclass
+class PrivateCluster:
+    """A local N-node KRaft cluster of our own (`kafka.sh cluster-*`): node N serves clients on
+    `base_port + N - 1` (its controller 1000 above) with its data in `cluster_dir/node-N`.
+    Every node is broker and controller; node N has node.id N."""
+
+    cluster_dir: Path
+    base_port: int = field(default_factory=lambda: free_port_block(3, (0, 1000)))
+    nodes: int = 3
+    env: dict[str, str] = field(default_factory=dict)  # KAFKA_CLUSTER_HEAP_OPTS, ...
+    show_output: bool = False
+    timeout_s: float | None = 240.0
+
+    def port(self, node: int) -> int:
+        assert 1 <= node <= self.nodes, node
+        return self.base_port + node - 1
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port(n)}" for n in range(1, self.nodes + 1))
+
+    def pid(self, node: int) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.cluster_dir / f"node-{node}" / "kafka.pid").read_text())
+        return None
+
+    def run(self, *args: str) -> str:
+        ports = {self.port(n) + o for n in range(1, self.nodes + 1) for o in (0, 1000)}
+        assert not ports & SHARED_PORTS, "a private cluster never takes a shared port"
+        env = {**os.environ, "NODES": str(self.nodes), "KAFKA_CLUSTER_DIR": str(self.cluster_dir),
+               "KAFKA_CLUSTER_PORT": str(self.base_port), **self.env}
+        env.pop("KAFKA_SECURITY", None)  # the cluster is PLAINTEXT only
+        return _kafka_sh(args, env, self.show_output, self.timeout_s)
+
+    def up(self) -> None:
+        self.run("cluster-up")
+
+    def down(self) -> None:
+        self.run("cluster-down")
+
+    def kill(self, node: int) -> None:
+        """SIGKILL node N (kafka.sh waits until its process is gone)."""
+        self.run("cluster-kill", str(node))
+
+    def start(self, node: int) -> None:
+        """Start node N again; returns once it is back in the cluster (registered, unfenced)."""
+        self.run("cluster-start", str(node))

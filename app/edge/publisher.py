@@ -26,7 +26,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from app.edge import metrics
-from app.kafka_clients import client_kwargs, describe, diagnose
+from app.kafka_clients import (
+    cause_of,
+    client_kwargs,
+    describe,
+    first_time_said,
+    said_recovered,
+)
 from app.ops.logging import kafka_reachable
 from app.settings import Settings
 
@@ -100,18 +106,20 @@ class KafkaPublisher:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 # One line naming the cause (wrong password, CA, mechanism, or a broker that
-                # is down), and again only when the cause changes: not one per retry.
-                problem = await diagnose(self.settings)
-                cause = problem.message if problem else f"{exc!r}"
+                # is down), and again only when the cause changes: not one per retry, and not
+                # a second one when the key directory already said the same.
+                cause = await cause_of(self.settings, exc)
                 if cause != reported:
-                    log.error("edge cannot connect to Kafka at %s: %s; answering 503 and "
-                              "retrying", describe(self.settings), cause)
                     reported = cause
+                    if first_time_said(cause):
+                        log.error("edge cannot connect to Kafka at %s: %s; answering 503 and "
+                                  "retrying", describe(self.settings), cause)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self._producers.append(producer)
             if reported is not None:
+                said_recovered()
                 log.info("edge connected to Kafka at %s", describe(self.settings))
                 reported = None
             log.debug("kafka producer %d connected to %s", len(self._producers),

@@ -33,7 +33,7 @@ from app.contracts.api_keys import (
     with_limits,
 )
 from app.contracts.ids import is_uuid, utc_now_iso
-from app.kafka_clients import client_kwargs
+from app.kafka_clients import cause_of, client_kwargs, first_time_said
 from app.ops.tail import topic_partitions
 from app.settings import Settings
 
@@ -144,12 +144,16 @@ class KeyDirectory:
                 self._consumer = consumer
                 await self._follow(consumer)
             except (KafkaError, OSError, ApiKeyError) as exc:
-                # Keep serving the keys we have; say so once, not on every retry.
-                if str(exc) != problem:
-                    problem = str(exc)
-                    log.warning("cannot read the keys topic %s (%s); keeping the %d keys "
-                                "loaded, retrying", self.settings.topics.keys, exc,
-                                len(self._ring.keys))
+                # Keep serving the keys we have; say why once, not on every retry (and not at
+                # all when another client of this process already named the same cause).
+                cause = str(exc) if isinstance(exc, ApiKeyError) else await cause_of(
+                    self.settings, exc)
+                if cause != problem:
+                    problem = cause
+                    if first_time_said(cause):
+                        log.warning("cannot read the keys topic %s: %s; keeping the %d keys "
+                                    "loaded, retrying", self.settings.topics.keys, cause,
+                                    len(self._ring.keys))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:

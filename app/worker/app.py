@@ -37,6 +37,7 @@ from app.worker.faust_seams import (
     persist_changelog_offset,
     run_in_batches,
 )
+from app.worker.health import register_health_views
 from app.worker.merge import is_expired
 from app.worker.metrics import count_worker_outputs, install_worker_metrics
 from app.worker.processor import BatchResult, DeadLetterLimit, InputRecord, Output, Processor
@@ -237,6 +238,7 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
 
     app.events_done = 0  # type: ignore[attr-defined]
     register_call_status_view(app, calls, settings)
+    register_health_views(app)
     return app
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from app.ops.keys import KeyAdmin
+from tests.harness import PrivateBroker, free_port
 from tests.integration.stack import Stack, broker_reachable, kafka_bootstrap
 
 WORKSPACE = "c0ffee00-0000-4000-8000-000000000001"
@@ -65,3 +66,18 @@ def keys(stack: Stack) -> Keys:
         return Keys(team_a, team_b, workspace, foreign)
 
     return asyncio.run(create())
+
+
+@pytest.fixture(scope="session")
+def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
+    """A PRIVATE broker that admits clients only over SASL_SSL (SCRAM-SHA-512, a CA of its
+    own) and mutual TLS, on free ports with its data under tmp; started once for the session
+    by the tests that use it, stopped after them. Its client settings: `client_env()`."""
+    broker = PrivateBroker(free_port(), tmp_path_factory.mktemp("secured") / "kafka",
+                           security="sasl_ssl",
+                           env={"KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m", "KAFKA_UP_TIMEOUT": "120"})
+    broker.up()
+    try:
+        yield broker
+    finally:
+        broker.down()

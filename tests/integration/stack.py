@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.contracts.topics import TopicNames
+from app.kafka_clients import client_kwargs
 from app.ops.keys import KeyAdmin
 from app.ops.tail import topic_partitions
 from app.settings import Settings
@@ -71,6 +72,9 @@ class Stack:
     workdir: Path
     edge_port: int = field(default_factory=free_port)
     worker_ports: dict[str, int] = field(default_factory=dict)
+    # Set: the processes reach Kafka ONLY through these KAFKA_* settings (a secured broker's
+    # client.env); every other KAFKA_* variable of this process is left out.
+    kafka_env: dict[str, str] = field(default_factory=dict)
     processes: harness.Processes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,12 +106,15 @@ class Stack:
         return f"http://127.0.0.1:{self.edge_port}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        return harness.app_env(self.bootstrap, self.prefix, **{
+        base = harness.app_env(self.bootstrap, self.prefix)
+        if self.kafka_env:
+            base = {**harness.without_kafka_settings(base), **self.kafka_env}
+        return {**base, **{
             "VOIX_WORKER_STORE": "memory://",
             "VOIX_WORKER_DATA_DIR": str(self.workdir / "worker"),
             "VOIX_PRODUCE_TIMEOUT_S": "3",
             "VOIX_LOG_LEVEL": "INFO",
-            **extra})
+            **extra}}
 
     def cli(self, *args: str, **env: str) -> str:
         return harness.run(harness.app_argv(*args), self.env(**env), timeout_s=60)
@@ -162,10 +169,13 @@ class Stack:
 
 async def read_topic(bootstrap: str, topic: str,
                      until: Callable[[list[Record]], bool] = lambda _: False,
-                     timeout_s: float = 30.0) -> list[Record]:
+                     timeout_s: float = 30.0, settings: Settings | None = None) -> list[Record]:
     """Everything on `topic` from the beginning, read until `until(records)` holds or the
-    timeout passes; then also up to the end offsets seen at that moment."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    timeout passes; then also up to the end offsets seen at that moment. With `settings`, the
+    consumer connects as the app does (client_kwargs: TLS, SASL) instead of to `bootstrap`."""
+    connection = (client_kwargs(settings) if settings is not None
+                  else {"bootstrap_servers": bootstrap})
+    consumer = AIOKafkaConsumer(**connection, enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     records: list[Record] = []

@@ -86,3 +86,49 @@ def test_the_wheel_runs_the_edge_from_elsewhere(tmp_path: Path, bootstrap: str) 
         edge.wait(timeout=30)
     # Runtime state lands in the working directory, never in site-packages.
     assert not list(Path(purelib, "app").glob("**/var"))
+
+
+def docker_context(dest: Path) -> Path:
+    """What `docker build .` sends: the project's files minus .dockerignore's patterns (the
+    simple forms it uses: names, `**/name`, `*.ext`)."""
+    import fnmatch
+    import shutil
+
+    patterns = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(relative: Path) -> bool:
+        for pattern in patterns:
+            bare = pattern.removeprefix("**/")
+            if any(fnmatch.fnmatch(part, bare) for part in relative.parts) or fnmatch.fnmatch(
+                    str(relative), pattern):
+                return True
+        return False
+
+    listed = subprocess.run(["git", "-C", str(PROJECT_ROOT), "ls-files", "-z", "--cached",
+                             "--others", "--exclude-standard"], capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        relative = Path(name)
+        if (PROJECT_ROOT / relative).is_file() and not ignored(relative):
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / relative, dest / relative)
+    return dest
+
+
+def test_the_docker_build_context_makes_a_wheel_with_the_schemas(tmp_path: Path) -> None:
+    """The Dockerfile's `pip install /tmp/src` (not editable) gets only the build context; the
+    wheel built from it must carry every JSON Schema the app loads at run time."""
+    import zipfile
+
+    context = docker_context(tmp_path / "context")
+    assert not (context / "tests").exists() and not (context / "broker").exists()
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w",
+                    str(wheels), str(context)], check=True, timeout=300, cwd=tmp_path)
+    [wheel] = wheels.glob("voix_ingest-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    schemas = sorted(p.relative_to(PROJECT_ROOT / "schemas")
+                     for p in (PROJECT_ROOT / "schemas").rglob("*.json"))
+    assert schemas and all(f"app/schemas/{s}" in names for s in schemas), sorted(names)
+    assert "app/worker/health.py" in names and "app/__main__.py" in names

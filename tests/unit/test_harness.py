@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -95,3 +96,34 @@ def test_benchmarks_md_is_what_the_report_makes_of_benchmarks_json() -> None:
     page = report.markdown(saved["results"], saved["machine"], "benchmarks.png")
     assert page == (PROJECT_ROOT / "docs" / "benchmarks.md").read_text()
     assert saved["targets"] == report.ratios(saved["results"])
+
+
+def test_free_port_block_and_private_cluster_ports(tmp_path: Path) -> None:
+    base = harness.free_port_block(3, (0, 1000))
+    for port in [base + o + i for o in (0, 1000) for i in range(3)]:
+        assert port not in harness.SHARED_PORTS
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free when asked
+    cluster = harness.PrivateCluster(tmp_path / "cluster", base_port=base)
+    assert cluster.bootstrap == f"127.0.0.1:{base},127.0.0.1:{base + 1},127.0.0.1:{base + 2}"
+    assert cluster.port(3) == base + 2 and cluster.pid(1) is None
+    with pytest.raises(AssertionError):
+        cluster.port(4)
+    with pytest.raises(AssertionError):
+        harness.PrivateCluster(tmp_path / "c", base_port=9091).run("cluster-status")
+
+
+def test_secured_broker_settings_come_from_its_client_env(tmp_path: Path) -> None:
+    broker = harness.PrivateBroker(harness.free_port(), tmp_path, security="sasl_ssl")
+    assert broker.mtls_port is not None and broker.tls_dir == tmp_path / "tls"
+    (tmp_path / "client.env").write_text(
+        "KAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SECURITY_PROTOCOL=SASL_SSL\n"
+        "KAFKA_SSL_CAFILE=/x/ca.pem\n")
+    assert broker.client_env() == {"KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                                   "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                                   "KAFKA_SSL_CAFILE": "/x/ca.pem"}
+    plain = harness.PrivateBroker(harness.free_port(), tmp_path)
+    assert plain.client_env() == {"KAFKA_BOOTSTRAP": plain.bootstrap}
+    assert harness.without_kafka_settings({"KAFKA_X": "1", "VOIX_Y": "2"}) == {"VOIX_Y": "2"}
+    with pytest.raises(AssertionError):
+        harness.PrivateBroker(1, tmp_path, security="kerberos")

@@ -111,6 +111,17 @@ def test_unknown_variables_are_reported() -> None:
     assert unknown_variables(env) == ["VOIX_TOPIC_PREFXI"]
 
 
+def test_the_broker_scripts_variables_are_not_called_misspelt() -> None:
+    import re
+
+    from app.settings import PROJECT_ROOT
+
+    scripts = "".join(p.read_text() for p in (PROJECT_ROOT / "broker").glob("*.sh"))
+    read = set(re.findall(r"\$\{?(KAFKA_[A-Z_]+)", scripts))
+    assert {"KAFKA_PORT", "KAFKA_MTLS_PORT", "KAFKA_CLUSTER_HEAP_OPTS"} <= read
+    assert unknown_variables(dict.fromkeys(read, "1")) == []
+
+
 def test_cli_says_what_is_wrong_in_one_line_and_exits_2() -> None:
     result = subprocess.run([sys.executable, "-m", "app", "settings"], capture_output=True,
                             text=True, env={"VOIX_LOG_LEVEL": "verbose", "PATH": "/usr/bin"},
