@@ -149,7 +149,7 @@ class KeyRing:
         return key if hmac.compare_digest(digest, key.secret_hash) else None
 
     def team_in_workspace(self, workspace_id: str, team_id: str) -> bool:
-        return team_id.lower() in self.workspaces.get(workspace_id, frozenset())
+        return normalise_uuid(team_id) in self.workspaces.get(workspace_id, frozenset())
 
     def applied(self, records: Iterable[tuple[bytes | None, bytes | None]]) -> KeyRing:
         """A new ring with the records (key bytes, value bytes) applied in order. A record we
@@ -207,8 +207,8 @@ def records_from_key_file(document: dict[str, Any]) -> list[tuple[bytes, bytes]]
     out: list[tuple[bytes, bytes]] = []
     for key_id, item in document.get("keys", {}).items():
         out.append(key_record(ApiKey(
-            key_id=key_id, workspace_id=str(item["workspaceId"]).lower(),
-            team_id=str(item["teamId"]).lower() if item.get("teamId") else None,
+            key_id=key_id, workspace_id=normalise_uuid(str(item["workspaceId"])),
+            team_id=normalise_uuid(str(item["teamId"])) if item.get("teamId") else None,
             label=str(item.get("label", "")), created_at=str(item.get("createdAt", "")),
             revoked_at=item.get("revokedAt"), secret_hash=str(item["hash"]))))
     for workspace_id, item in document.get("workspaces", {}).items():

@@ -52,4 +52,5 @@ def utc_now_iso() -> str:
 
 def job_id_for(team_id: str, call_id: str, attempt: int = 1) -> str:
     """Deterministic per (team, call, attempt): every retry of a finishing beat gets the same id."""
-    return str(uuid.uuid5(JOB_ID_NAMESPACE, f"{team_id.lower()}/{call_id.lower()}/{attempt}"))
+    name = f"{normalise_uuid(team_id)}/{normalise_uuid(call_id)}/{attempt}"
+    return str(uuid.uuid5(JOB_ID_NAMESPACE, name))

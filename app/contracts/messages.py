@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
-from app.contracts.ids import is_rfc3339, is_uuid, job_id_for, utc_now_iso
+from app.contracts.ids import is_rfc3339, is_uuid, job_id_for, normalise_uuid, utc_now_iso
 from app.contracts.submission import default_validator
 
 FORMAT_VERSION = 1
@@ -264,7 +264,8 @@ class StatusUpdate:
             raise PoisonMessage("error must be a string or null")
         if status == "failed" and not error:
             raise PoisonMessage("a failed status needs an error")
-        return cls(job_id=str(job_id).lower(), call_id=str(call_id).lower(), status=status,
+        return cls(job_id=normalise_uuid(str(job_id)), call_id=normalise_uuid(str(call_id)),
+                   status=status,
                    error=error, time=str(time))
 
 
@@ -324,7 +325,7 @@ class Command:
         last_change = value.get("lastChangeAt")
         if command == COMMAND_EXPIRE and not is_rfc3339(last_change):
             raise PoisonMessage("lastChangeAt missing or malformed")
-        return cls(command=str(command), team_id=str(team_id).lower(),
-                   call_id=str(call_id).lower(), at=str(at), submission=submission,
+        return cls(command=str(command), team_id=normalise_uuid(str(team_id)),
+                   call_id=normalise_uuid(str(call_id)), at=str(at), submission=submission,
                    known_job_id=known, known_attempt=known_attempt,
                    last_change_at=last_change)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.contracts.api_keys import ApiKeyError
+from app.contracts.ids import normalise_uuid
 from app.ops.keys import KeyAdmin
 from app.settings import Settings
 
@@ -112,7 +113,8 @@ async def _run(admin: KeyAdmin, args: argparse.Namespace) -> int:
         print(f"key {key.key_id}: limit {_limits(key)}")
     elif command == "add-team":
         await admin.add_team(args.workspace, args.team)
-        print(f"team {args.team.lower()} is in workspace {args.workspace.lower()}")
+        print(f"team {normalise_uuid(args.team)} is in workspace "
+              f"{normalise_uuid(args.workspace)}")
     elif command == "import":
         count = await admin.import_file(args.file)
         print(f"imported {count} records from {args.file} into {admin.settings.topics.keys}")

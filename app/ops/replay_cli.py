@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app.contracts.ids import is_uuid
+from app.contracts.ids import is_uuid, normalise_uuid
 from app.ops.replay import (
     REPLAY,
     ReplayError,
@@ -23,9 +23,9 @@ from app.settings import Settings
 def _selection(args: argparse.Namespace) -> Selection:
     call_ids: set[str] | None = None
     if args.call_ids or args.call_ids_file:
-        call_ids = {c.strip().lower() for c in args.call_ids or []}
+        call_ids = {normalise_uuid(c.strip()) for c in args.call_ids or []}
         if args.call_ids_file:
-            call_ids |= {line.strip().lower() for line in
+            call_ids |= {normalise_uuid(line.strip()) for line in
                          Path(args.call_ids_file).read_text().splitlines() if line.strip()}
         bad = sorted(c for c in call_ids if not is_uuid(c))
         if bad:
@@ -33,7 +33,7 @@ def _selection(args: argparse.Namespace) -> Selection:
     if args.team is not None and not is_uuid(args.team):
         raise ReplayError(f"--team must be a UUID, got {args.team!r}")
     return Selection(since=parse_time(args.since), until=parse_time(args.until),
-                     team_id=args.team.lower() if args.team else None,
+                     team_id=normalise_uuid(args.team) if args.team else None,
                      call_ids=frozenset(call_ids) if call_ids is not None else None)
 
 
