@@ -61,6 +61,12 @@ def client_kwargs(settings: Settings, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def env_client_kwargs(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """client_kwargs for `bootstrap` with the security settings of the environment (the KAFKA_*
+    variables): for tools that are given a broker address (the bench's baseline loops)."""
+    return client_kwargs(Settings.from_env().with_overrides(kafka_bootstrap=bootstrap), **extra)
+
+
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     """The Faust app's `broker` and `broker_credentials` for the same cluster."""
     import faust

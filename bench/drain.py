@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # `python bench/drain.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from app.contracts.messages import Submission, downstream_key, dumps  # noqa: E402
+from app.kafka_clients import env_client_kwargs  # noqa: E402
 from app.worker.merge import merge_beat  # noqa: E402
 from app.worker.processor import parse_submission_value  # noqa: E402
 
@@ -90,7 +91,7 @@ def beats_in_order(calls: int) -> list[tuple[bytes, bytes]]:
 
 async def create_topics(bootstrap: str, names: Sequence[str], compacted: Sequence[str] = (),
                         config: dict[str, str] | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -106,9 +107,8 @@ async def create_topics(bootstrap: str, names: Sequence[str], compacted: Sequenc
 async def prefill(bootstrap: str, topic: str, beats: int) -> None:
     await create_topics(bootstrap, [topic])
     records = beats_in_order(beats // 2)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**env_client_kwargs(
+        bootstrap, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024))
     await producer.start()
     try:
         pending: list[asyncio.Future[Any]] = []
@@ -128,12 +128,11 @@ async def raw_loop(bootstrap: str, source: str, jobs: str, records: str, group: 
                    beats: int) -> None:
     """consume -> merge in a dict -> produce (pipelined), committing after the sends of each
     fetched batch were acknowledged: at-least-once, as the worker promises."""
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=2000)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=2,
-                                max_batch_size=256 * 1024)
+    consumer = AIOKafkaConsumer(source, **env_client_kwargs(
+        bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+        max_poll_records=2000))
+    producer = AIOKafkaProducer(**env_client_kwargs(
+        bootstrap, acks="all", enable_idempotence=True, linger_ms=2, max_batch_size=256 * 1024))
     await consumer.start()
     await producer.start()
     state: dict[str, dict[str, Any]] = {}
@@ -264,9 +263,9 @@ async def end_total(consumer: AIOKafkaConsumer, topic: str) -> int:
 
 async def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
     """(timestamp ms, key, value) of every record on the topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(**env_client_kwargs(
+        bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024))
     await consumer.start()
     out: list[tuple[int, bytes | None, bytes | None]] = []
     try:
@@ -286,7 +285,7 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, 
 async def wait_outputs(bootstrap: str, jobs: str, records: str, calls: int,
                        proc: subprocess.Popen[bytes], timeout_s: float, label: str) -> bool:
     """Until the output topics hold a job per call and two records per call."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**env_client_kwargs(bootstrap, group_id=None))
     await consumer.start()
     bar = tqdm(total=calls, desc=f"drain {label}: jobs", unit="job", leave=False)
     try:

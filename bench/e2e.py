@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.kafka_clients import env_client_kwargs
 from app.ops.tail import topic_partitions
 
 
@@ -35,8 +36,9 @@ def beat(call_id: str) -> bytes:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None,
-                                enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(**env_client_kwargs(args.bootstrap, group_id=None,
+                                                    enable_auto_commit=False,
+                                                    fetch_max_wait_ms=50))
     await consumer.start()
     sent_at: dict[str, float] = {}
     e2e: list[float] = []

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.contracts.messages import Submission
+from app.kafka_clients import env_client_kwargs
 from app.ops.tail import topic_partitions
 
 
@@ -35,8 +36,9 @@ def sample_value() -> bytes:
 
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                            linger_ms=2, max_batch_size=256 * 1024, client_id="bench-raw")
+    return AIOKafkaProducer(**env_client_kwargs(
+        bootstrap, acks="all", enable_idempotence=True, linger_ms=2, max_batch_size=256 * 1024,
+        client_id="bench-raw"))
 
 
 # Delivery futures awaited together once this many are in flight: memory stays flat, sends batch.
@@ -71,9 +73,9 @@ async def produce(bootstrap: str, topic: str, count: int) -> dict[str, float]:
 
 
 async def relay(bootstrap: str, source: str, target: str, count: int) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None,
-                                max_poll_records=2000)
+    consumer = AIOKafkaConsumer(**env_client_kwargs(
+        bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
+        max_poll_records=2000))
     prod = producer(bootstrap)
     await consumer.start()
     await prod.start()

@@ -102,10 +102,11 @@ def topic_end_total(bootstrap: str, topic: str) -> int:
     """How many records `topic` has had: its end offsets, summed over its partitions."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from app.kafka_clients import env_client_kwargs
     from app.ops.tail import topic_partitions
 
     async def ends() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        consumer = AIOKafkaConsumer(**env_client_kwargs(bootstrap, group_id=None))
         await consumer.start()
         try:
             parts = await topic_partitions(consumer, topic)

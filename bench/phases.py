@@ -236,3 +236,14 @@ def burst(bench: Bench) -> None:
     log(f"burst: {calls} calls posted in {posted_at:.1f}s, {res['jobs']} jobs after "
         f"{drained_at:.1f}s; statuses {r['status']}; peak RSS edge "
         f"{peak['edge_mib']:.0f} MiB, worker {peak['worker_mib']:.0f} MiB")
+
+
+def drain(bench: Bench) -> None:
+    """The worker alone against its peers: one pre-filled submissions topic drained, one
+    process each, by a raw aiokafka loop, a quix-streams app doing the same merge, and the voix
+    worker (bench/drain.py, which also runs on its own)."""
+    from bench import drain as worker_drain
+
+    beats = 20_000 if bench.args.quick else 100_000
+    bench.results["drain"] = worker_drain.drain(bench.bootstrap, beats,
+                                                workdir=bench.workdir / "drain")

@@ -56,6 +56,10 @@ PHASES = [
           "`python -m app edge --workers N` alone under wrk at the same concurrencies"),
     Phase("kafka ceilings", phases.kafka_ceilings,
           "a raw aiokafka produce loop and a raw consume->produce loop"),
+    Phase("drain", phases.drain,
+          "a pre-filled submissions topic drained, one process each, by a raw aiokafka loop, "
+          "a quix-streams app with the same merge, the voix worker and a bare Faust agent "
+          "(bench/drain.py); beats/s and the ratios to quix-streams"),
     Phase("stack", phases.stack,
           "start the worker(s) and the edge; one call through the whole pipeline"),
     Phase("saturated", phases.saturated,
