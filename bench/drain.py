@@ -52,6 +52,7 @@ from app.contracts.messages import Submission, downstream_key, dumps  # noqa: E4
 from app.kafka_clients import env_client_kwargs  # noqa: E402
 from app.worker.merge import merge_beat  # noqa: E402
 from app.worker.processor import parse_submission_value  # noqa: E402
+from bench.measure import cpu_seconds  # noqa: E402
 
 CONTESTANTS = ("raw", "quix", "voix", "faust")
 PARTITIONS = 6
@@ -170,7 +171,7 @@ def quix_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
              state_dir: str) -> None:
     """The same merge as a quix-streams app: RocksDB state with its changelog, at-least-once.
     The stateful step returns (kind, key, value) outputs; one to_topic picks each one's topic."""
-    from quixstreams import Application, State, message_context
+    from quixstreams import Application, message_context
     from quixstreams.models.serializers import SerializationContext, Serializer
 
     class Payload(Serializer):  # type: ignore[misc]
@@ -187,7 +188,7 @@ def quix_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
     outputs = {kind: app.topic(name, value_serializer=Payload(), key_serializer="bytes")
                for kind, name in (("job", jobs), ("record", records))}
 
-    def merge(value: bytes, state: State) -> list[tuple[str, bytes, bytes]]:
+    def merge(value: bytes, state: Any) -> list[tuple[str, bytes, bytes]]:
         submission = parse_submission_value(orjson.loads(value))
         ctx = message_context()
         source_id = f"{ctx.topic}/{ctx.partition}/{ctx.offset}"
@@ -246,14 +247,6 @@ def faust_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
 
 
 # ---- the orchestrator ---------------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 async def end_total(consumer: AIOKafkaConsumer, topic: str) -> int:
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]

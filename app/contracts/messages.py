@@ -203,7 +203,8 @@ def build_job(team_id: str, call: dict[str, Any], job_id: str, created_at: str,
     }
 
 
-def _json_object(raw: bytes | None) -> dict[str, Any]:
+def json_object(raw: bytes | None) -> dict[str, Any]:
+    """A record value that must be a JSON object; PoisonMessage otherwise."""
     if raw is None:
         raise PoisonMessage("empty value")
     try:
@@ -217,7 +218,7 @@ def _json_object(raw: bytes | None) -> dict[str, Any]:
 
 def _envelope(raw: bytes | None, expected_type: str) -> dict[str, Any]:
     """A JSON object of our format version and the expected type, or a PoisonMessage."""
-    value = _json_object(raw)
+    value = json_object(raw)
     if value.get("v") != FORMAT_VERSION or value.get("type") != expected_type:
         raise PoisonMessage(
             f"unsupported format: v={value.get('v')!r} type={value.get('type')!r}")
@@ -226,7 +227,7 @@ def _envelope(raw: bytes | None, expected_type: str) -> dict[str, Any]:
 
 def message_type(raw: bytes | None) -> str:
     """The `type` of a value on any of our topics (PoisonMessage if it has none)."""
-    value = _json_object(raw)
+    value = json_object(raw)
     kind = value.get("type")
     if value.get("v") != FORMAT_VERSION or not isinstance(kind, str):
         raise PoisonMessage(f"unsupported format: v={value.get('v')!r} type={kind!r}")

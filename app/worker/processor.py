@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from app.contracts.ids import is_rfc3339, is_uuid, normalise_uuid
 from app.contracts.messages import (
     CARRIED_HEADERS,
@@ -53,6 +51,7 @@ from app.contracts.messages import (
     dead_letter_headers,
     downstream_key,
     dumps,
+    json_object,
     partition_for,
     public_call_state,
 )
@@ -167,18 +166,6 @@ class DeadLetterLimit:
                 f"{self.limit}); last: {reason}")
 
 
-def _loads(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        raise PoisonMessage("empty value")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise PoisonMessage(f"value is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise PoisonMessage("value is not a JSON object")
-    return value
-
-
 _REQUIRED_TEXT = ("from", "to", "startTime")
 
 
@@ -274,7 +261,7 @@ class Processor:
         for record in records:
             with handling(record.context):
                 try:
-                    call_id = _loads(record.value).get("callId")
+                    call_id = json_object(record.value).get("callId")
                     if not is_uuid(call_id):
                         raise PoisonMessage("no callId (a UUID) to route the record by")
                 except PoisonMessage as exc:
@@ -309,7 +296,7 @@ class Processor:
     def _process_in_context(self, record: InputRecord, batch: _Batch,
                             out: list[Output]) -> None:
         try:
-            value = _loads(record.value)
+            value = json_object(record.value)
             kind = value.get("type")
             if value.get("v") != FORMAT_VERSION or not isinstance(kind, str):
                 raise PoisonMessage(f"unsupported format: v={value.get('v')!r} type={kind!r}")

@@ -141,7 +141,6 @@ async def test_cluster_nodes_killed_under_load(cluster: PrivateCluster, tmp_path
     assert await min_insync(cluster.bootstrap, topic) == "2"
     assert await min_insync(cluster.bootstrap, stack.topics.jobs) == "2"
 
-    restarts = 0
     windows: dict[str, tuple[float, float]] = {}
     probes: list[tuple[int | None, float]] = []
     killed: list[int] = []
@@ -192,23 +191,9 @@ async def test_cluster_nodes_killed_under_load(cluster: PrivateCluster, tmp_path
             faults.append(Fault(f"kill -9 node {other}, then node {second}: 2 of 3 down "
                                 f"{restarted - down_from:.0f} s", began, restarted))
 
-        async def supervise() -> None:
-            """Like systemd's Restart=on-failure: a worker that gives up is started again."""
-            nonlocal restarts
-            while True:
-                proc = stack.procs.get("worker")
-                if proc is not None and proc.poll() is not None:
-                    restarts += 1
-                    scenario.start_worker()
-                await asyncio.sleep(0.5)
-
-        supervisor = asyncio.create_task(supervise())
-        try:
-            result, ledger = await scenario.run(
-                "6 3-node cluster: kill -9 leader + restart, kill -9 2nd node, then 3rd",
-                scenario.driver(calls=CALLS, rate=RATE), inject)
-        finally:
-            supervisor.cancel()
+        result, ledger = await scenario.run_restarting_worker(
+            "6 3-node cluster: kill -9 leader + restart, kill -9 2nd node, then 3rd",
+            scenario.driver(calls=CALLS, rate=RATE), inject)
     finally:
         stack.stop_all()
 
@@ -223,8 +208,6 @@ async def test_cluster_nodes_killed_under_load(cluster: PrivateCluster, tmp_path
                    for s in sorted({p[0] for p in probes}, key=str))
         + f", slowest answer {slowest:.2f} s; load requests {len(two_down)}, "
           f"2xx {sum(a.outcome == OK for a in two_down)}")
-    if restarts:
-        result.notes.append(f"worker restarted {restarts}x by the supervisor")
     record_figures(result.as_row())
 
     # Two of three down: 503 with Retry-After (checked per probe), within the produce timeout,

@@ -87,6 +87,32 @@ class Scenario:
                                set(ledger.acknowledged()), timeout_s=180)
         return figures(name, ledger, jobs, faults), ledger
 
+    async def run_restarting_worker(
+            self, name: str, driver: LoadDriver,
+            inject: Callable[[LoadDriver, list[Fault]], Awaitable[None]],
+            ) -> tuple[Figures, Ledger]:
+        """`run`, with the worker started again whenever it exits, as systemd's
+        Restart=on-failure would (a worker that cannot reach Kafka at start gives up)."""
+        restarts = 0
+
+        async def supervise() -> None:
+            nonlocal restarts
+            while True:
+                proc = self.stack.procs.get("worker")
+                if proc is not None and proc.poll() is not None:
+                    restarts += 1
+                    self.start_worker()
+                await asyncio.sleep(0.5)
+
+        supervisor = asyncio.create_task(supervise())
+        try:
+            result, ledger = await self.run(name, driver, inject)
+        finally:
+            supervisor.cancel()
+        if restarts:
+            result.notes.append(f"worker restarted {restarts}x by the supervisor")
+        return result, ledger
+
 
 async def until_calls(driver: LoadDriver, share: float, timeout_s: float = 300) -> None:
     """Wait until `share` of the driver's calls are done (faults land mid-stream)."""
@@ -191,7 +217,6 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 async def test_broker_stopped_under_load(private_broker: PrivateBroker, tmp_path: Path) -> None:
     stack, keys = make_stack(private_broker.bootstrap, tmp_path / "stack")
     scenario = Scenario(stack, keys)
-    restarts = 0
     try:
         scenario.start_worker()
         scenario.start_edge()
@@ -208,24 +233,8 @@ async def test_broker_stopped_under_load(private_broker: PrivateBroker, tmp_path
             await asyncio.to_thread(private_broker.up)
             faults.append(Fault("broker kill -9 for 8 s", began, restarted))
 
-        async def supervise() -> None:
-            """Like systemd's Restart=on-failure: a worker that gives up is started again."""
-            nonlocal restarts
-            while True:
-                proc = stack.procs.get("worker")
-                if proc is not None and proc.poll() is not None:
-                    restarts += 1
-                    scenario.start_worker()
-                await asyncio.sleep(0.5)
-
-        supervisor = asyncio.create_task(supervise())
-        try:
-            result, ledger = await scenario.run("3 broker down 8 s", scenario.driver(rate=25),
-                                                inject)
-        finally:
-            supervisor.cancel()
-        if restarts:
-            result.notes.append(f"worker restarted {restarts}x by the supervisor")
+        result, ledger = await scenario.run_restarting_worker(
+            "3 broker down 8 s", scenario.driver(rate=25), inject)
         record_figures(result.as_row())
     finally:
         stack.stop_all()
