@@ -1,5 +1,5 @@
-"""`python -m app tail TOPIC`: print a topic's records as JSON lines (key, partition, offset,
-value), from the beginning; with --follow, keep printing new ones until Ctrl-C."""
+"""`python -m app tail TOPIC`: print a topic's records as JSON lines (partition, offset, key,
+headers, value), from the beginning; with --follow, keep printing new ones until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ async def tail_topic(settings: Settings, topic: str, follow: bool) -> int:
                         value = r.value.decode("utf-8", "replace") if r.value else None
                     line = {"partition": r.partition, "offset": r.offset,
                             "key": r.key.decode("utf-8", "replace") if r.key else None,
+                            "headers": {k: v.decode("utf-8", "replace")
+                                        for k, v in (r.headers or ())},
                             "value": value}
                     sys.stdout.write(orjson.dumps(line).decode() + "\n")
             sys.stdout.flush()
