@@ -187,7 +187,7 @@ def quix_app(bootstrap: str, source: str, jobs: str, records: str, group: str,
     outputs = {kind: app.topic(name, value_serializer=Payload(), key_serializer="bytes")
                for kind, name in (("job", jobs), ("record", records))}
 
-    def merge(value: bytes, state: State) -> list[tuple[str, bytes, bytes]]:
+    def merge(value: bytes, state: State[str, Any]) -> list[tuple[str, bytes, bytes]]:
         submission = parse_submission_value(orjson.loads(value))
         ctx = message_context()
         source_id = f"{ctx.topic}/{ctx.partition}/{ctx.offset}"
