@@ -2,9 +2,10 @@
 where all processing lives). It holds no state of its own outside the table.
 
 Per batch of input events (app.worker.faust_seams.run_in_batches): the processor merges them
-against the table, each call it changed is written to the table store once and its changelog
-record sent once, the outputs are sent, and every send is awaited (pipelined, not one by one)
-before the batch's events are acked; Faust commits only acked offsets.
+against the table, each call it changed is written to the table store once (one write per
+partition) and its changelog record sent once, the outputs are sent, all of them as one record
+batch per topic-partition, and every batch is awaited (pipelined, not one by one) before the
+batch's events are acked; Faust commits only acked offsets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +32,16 @@ from app.settings import Settings
 from app.worker.call_status import register_call_status_view
 from app.worker.faust_seams import (
     CRASH_EXIT_CODE,
+    BatchRecord,
+    CallStore,
     IngestWorker,
-    event_context,
+    SentBatch,
+    StoreWrite,
+    default_partition,
     limit_fetch_wait,
     persist_changelog_offset,
     run_in_batches,
+    send_record_batches,
 )
 from app.worker.health import register_health_views
 from app.worker.merge import is_expired
@@ -136,69 +142,72 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
     processor = Processor(topics, settings.state_ttl_s, settings.partitions,
                           DeadLetterLimit(settings.worker_max_deadletters, window_s=60.0))
 
+    store = CallStore(calls)
+    changelog_name = calls.changelog_topic.get_topic_name()
+
     async def handle(events: list[EventT[bytes]]) -> asyncio.Future[Any]:
         """Process a batch, write its calls, start its sends; the future is done when the
         broker acknowledged every one of them."""
         # Any event of a partition serves as "current event" for the store's partition lookup.
         of_partition = {event.message.partition: event for event in events}
         records = input_records(events)
+        changelog = calls.changelog_topic
+        keys: dict[str, bytes] = {}  # callId -> its key in the store and the changelog
 
         def read(call_id: str, partition: int) -> dict[str, Any] | None:
-            with event_context(of_partition[partition]):
-                # The store itself: one lookup (Table.get looks a key up twice).
-                return calls.data.get(call_id)  # type: ignore[no-any-return]
+            key = keys[call_id] = changelog.prepare_key(call_id, None)[0]
+            return store.read(call_id, key, partition,  # type: ignore[no-any-return]
+                              of_partition[partition])
 
         result = processor.process(records, read)
-        sends = await send(result, of_partition)
-        acknowledged = asyncio.ensure_future(confirm(result, sends, len(events)))
+        sent = await send(result, of_partition, keys)
+        acknowledged = asyncio.ensure_future(confirm(result, sent, len(events)))
         return acknowledged
 
-    async def send(result: BatchResult, of_partition: dict[int, EventT[bytes]]
-                   ) -> list[Awaitable[RecordMetadata]]:
-        """Write each changed call to the store and start every send: outputs first, then one
-        changelog record per call (pipelined; none is awaited here)."""
-        producer = app.producer
+    async def send(result: BatchResult, of_partition: dict[int, EventT[bytes]],
+                   keys: dict[str, bytes]) -> list[SentBatch]:
+        """Write the changed calls to the store (one write per partition) and start every
+        send: the outputs first, then one changelog record per call, in record batches per
+        topic-partition (pipelined; none is awaited here)."""
         changelog = calls.changelog_topic
-        sends = await send_outputs(result.outputs)
+        batches = await by_partition(result.outputs)
+        writes: dict[int, list[tuple[str, StoreWrite]]] = {}
         for call_id, write in result.writes.items():
-            with event_context(of_partition[write.partition]):
-                if write.teams:
-                    calls.data[call_id] = write.teams
-                elif call_id in calls.data:
-                    del calls.data[call_id]
             # Encoded by the changelog topic itself (JSON key and value), exactly as Faust
-            # encodes its own changelog records, so that table recovery reads them back.
-            key, _ = changelog.prepare_key(call_id, None)
+            # encodes its own changelog records, so that table recovery reads them back; the
+            # rocksdb store holds the same bytes.
+            key = keys.get(call_id) or changelog.prepare_key(call_id, None)[0]
             value = changelog.prepare_value(write.teams, None)[0] if write.teams else None
-            sends.append(await producer.send(changelog.get_topic_name(), key, value,
-                                             write.partition, None, None))
-        return sends
+            writes.setdefault(write.partition, []).append((call_id, (key, value, write.teams)))
+            batches.setdefault((changelog_name, write.partition), []).append((key, value, []))
+        for partition, rows in writes.items():
+            store.write(partition, of_partition[partition], rows)
+        return await send_record_batches(app, batches)
 
-    async def confirm(result: BatchResult, sends: list[Awaitable[RecordMetadata]],
-                      events: int) -> None:
-        acked = await asyncio.gather(*sends)
-        persisted: dict[int, int] = {}
-        for write, metadata in zip(result.writes.values(), acked[len(result.outputs):],
-                                   strict=True):
-            persisted[write.partition] = max(persisted.get(write.partition, -1),
-                                             metadata.offset)
-        for partition, offset in persisted.items():
+    async def confirm(result: BatchResult, sent: list[SentBatch], events: int) -> None:
+        acked = await asyncio.gather(*(batch.acked for batch in sent))
+        for partition, offset in last_offsets(changelog_name, sent, acked).items():
             persist_changelog_offset(app, calls, partition, offset)
         count_worker_outputs(Counter(out.topic for out in result.outputs), topics)
         app.events_done += events  # type: ignore[attr-defined]
 
-    async def send_outputs(outputs: list[Output]) -> list[Awaitable[RecordMetadata]]:
+    async def by_partition(outputs: list[Output]) -> dict[tuple[str, int], list[BatchRecord]]:
+        """The outputs grouped by topic-partition; one without a partition goes where the
+        producer's partitioner would send it."""
+        partitions = [out.partition if out.partition is not None
+                      else await default_partition(app, out.topic, out.key) for out in outputs]
+        return group_by_partition(outputs, partitions)
+
+    async def send_outputs(outputs: list[Output]) -> list[SentBatch]:
         """Start every send (pipelined; none is awaited here)."""
-        producer = app.producer
-        return [await producer.send(out.topic, out.key, out.value, out.partition, None,
-                                    out.headers or None) for out in outputs]
+        return await send_record_batches(app, await by_partition(outputs))
 
     async def handle_routing(events: list[EventT[bytes]]) -> asyncio.Future[Any]:
         outputs = processor.route(input_records(events))
-        sends = await send_outputs(outputs)
+        sent = await send_outputs(outputs)
 
         async def acknowledged() -> None:
-            await asyncio.gather(*sends)
+            await asyncio.gather(*(batch.acked for batch in sent))
             count_worker_outputs(Counter(out.topic for out in outputs), topics)
 
         return asyncio.ensure_future(acknowledged())
@@ -246,6 +255,28 @@ def input_records(events: list[EventT[bytes]]) -> list[InputRecord]:
     """The processor's view of a batch of Faust events."""
     return [InputRecord(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                         e.value, _headers(e.message.headers)) for e in events]
+
+
+def group_by_partition(outputs: list[Output], partitions: list[int]
+                       ) -> dict[tuple[str, int], list[BatchRecord]]:
+    """(key, value, headers) of each output by (topic, partition), in the outputs' order
+    within each; `partitions[i]` is where outputs[i] goes."""
+    batches: dict[tuple[str, int], list[BatchRecord]] = {}
+    for out, partition in zip(outputs, partitions, strict=True):
+        batches.setdefault((out.topic, partition), []).append((out.key, out.value, out.headers))
+    return batches
+
+
+def last_offsets(topic: str, sent: list[SentBatch], acked: list[RecordMetadata]
+                 ) -> dict[int, int]:
+    """partition -> the offset of the last record of `topic` sent there, from each record
+    batch's acknowledgement (its base offset: its records are base .. base + n - 1)."""
+    last: dict[int, int] = {}
+    for batch, metadata in zip(sent, acked, strict=True):
+        if batch.topic == topic:
+            offset = metadata.offset + batch.records - 1
+            last[batch.partition] = max(last.get(batch.partition, -1), offset)
+    return last
 
 
 def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:

@@ -19,7 +19,8 @@ def test_installed_faust_and_aiokafka_are_the_versions_the_seams_were_written_fo
                                       for p, (want, got) in mismatches.items())
         + ". Re-read every seam listed in that module's docstring against the new source "
         "(the agent-error override, the rebalance transport, the fetch wait, the current "
-        "event, the batch acks, the changelog offsets), then update WRITTEN_FOR.")
+        "event, the batch acks, the changelog offsets, the static member's leave, the record "
+        "batches, the table store), then update WRITTEN_FOR.")
 
 
 def test_each_worker_has_its_own_stable_static_member_id(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from unittest.mock import patch
 import faust
 import orjson
 import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 from faust.types.tuples import Message
 
 from app.contracts.ids import job_id_for, utc_now_iso
@@ -31,11 +33,46 @@ from tests.factories import beat1, beat2
 TEAM = "5d0b7a4e-1c2f-4e3a-8b9c-0d1e2f3a4b5c"
 
 
+class BatchCapture:
+    """Stands in for Faust's aiokafka producer: record batches are real aiokafka batches
+    (small ones, so that a worker batch fills several), read back record by record when sent
+    and acknowledged at once; a record without a partition goes to partition 0."""
+
+    _max_request_size = 1024 * 1024
+    BATCH_BYTES = 4096
+
+    def __init__(self, capture: Any) -> None:
+        self._capture = capture
+        self.batches: list[tuple[str, int, int]] = []  # (topic, partition, records) as sent
+        self.client = SimpleNamespace(_wait_on_metadata=self._wait_on_metadata)
+
+    async def _wait_on_metadata(self, topic: str) -> None:
+        return None
+
+    def _partition(self, topic: str, partition: int | None, *_: Any) -> int:
+        return 0 if partition is None else partition
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.BATCH_BYTES, 0)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int
+                         ) -> asyncio.Future[Any]:
+        first = None
+        for record in DefaultRecordBatch(bytes(batch._build())):
+            offset = self._capture(topic, record.key, record.value, partition, record.headers)
+            first = offset if first is None else first
+        self.batches.append((topic, partition, batch.record_count()))
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        acked.set_result(SimpleNamespace(topic=topic, partition=partition, offset=first))
+        return acked
+
+
 class Harness:
-    def __init__(self, app: faust.App, ctx: Any, sent: list[tuple[str, bytes, dict[str, Any]]]):
+    def __init__(self, app: faust.App, ctx: Any,
+                 sent: list[tuple[str, bytes | None, dict[str, Any]]]):
         self.app, self.ctx, self.sent = app, ctx, sent
         self.put_count = 0
-        self.raw: list[tuple[str, int | None, bytes, bytes | None]] = []  # as sent
+        self.raw: list[tuple[str, int | None, bytes | None, bytes | None]] = []  # as sent
         self.sent_with_headers: list[tuple[str, int | None, bytes | None, Any]] = []
 
     async def put_raw(self, value: bytes, key: bytes) -> None:
@@ -75,12 +112,12 @@ async def harness() -> AsyncIterator[Harness]:
     app = create_worker_app(settings)
     app.finalize()
     app.flow_control.resume()
-    sent: list[tuple[str, bytes, dict[str, Any]]] = []
-    harness_raw: list[tuple[str, int | None, bytes, bytes | None]] = []
+    sent: list[tuple[str, bytes | None, dict[str, Any]]] = []
+    harness_raw: list[tuple[str, int | None, bytes | None, bytes | None]] = []
     with_headers: list[tuple[str, int | None, bytes | None, Any]] = []
 
-    async def capture(topic: str, key: bytes, value: bytes | None, partition: int | None,
-                      timestamp: float | None, headers: Any, **_: Any) -> asyncio.Future[Any]:
+    def capture(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                headers: Any) -> int:
         # A tombstone (None) is recorded as {"tombstone": true}; a value that is not JSON (a
         # dead letter's original bytes) as {"bytes": value}.
         try:
@@ -90,12 +127,17 @@ async def harness() -> AsyncIterator[Harness]:
         sent.append((topic, key, parsed))
         harness_raw.append((topic, partition, key, value))
         with_headers.append((topic, partition, value, list(headers or ())))
+        return len(sent)
+
+    async def send(topic: str, key: bytes, value: bytes | None, partition: int | None,
+                   timestamp: float | None, headers: Any, **_: Any) -> asyncio.Future[Any]:
+        offset = capture(topic, key, value, partition, headers)
         acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        acked.set_result(SimpleNamespace(topic=topic, partition=partition or 0,
-                                         offset=len(sent)))
+        acked.set_result(SimpleNamespace(topic=topic, partition=partition or 0, offset=offset))
         return acked
 
-    with patch.object(app.producer, "send", capture):
+    with patch.object(app.producer, "send", send), \
+            patch.object(app.producer, "_producer", BatchCapture(capture)):
         async with app.agents["merge-beats"].test_context() as ctx:
             harness = Harness(app, ctx, sent)
             harness.raw = harness_raw
