@@ -8,17 +8,19 @@ idempotency key downstream.
 Requests do not call the producer themselves, and no record gets a send() of its own. A
 request computes its record's partition (Kafka's default partitioner, the same murmur2 as the
 Java client, in C), appends the record to that partition's lane and waits for its own future.
-One task per lane hands everything the lane holds to the producer as one batch
-(`create_batch()`/`send_batch()`) and, when the broker acknowledged the batch, settles the
-futures of its records in one pass. While a lane's batch is on its way, new records collect
-in the lane and become the next batch: one produce request carries everything that arrived
-during the previous round trip, and a lane has at most one batch outstanding, so the records
-of a partition (the beats of one call among them) reach the broker in the order they came.
+Each producer has one task that works in rounds: it hands the records waiting in all of its
+lanes to the producer at once, one batch per partition (`create_batch()`/`send_batch()`), so
+they leave in one produce request; when the broker acknowledged a batch it settles the futures
+of its records in one pass; when the round's batches are all answered the next round takes
+what collected meanwhile. So one produce request carries everything that arrived during the
+previous round trip (a produce request costs the edge and the broker far more than a record
+in it), and a partition has at most one batch outstanding: its records (the beats of one call
+among them) reach the broker in the order they came, through the same producer.
 
 The lanes together hold at most `edge_max_pending` records that no batch has taken yet: when
 they are full a request waits for room (within the same timeout) instead of the edge
-buffering an unbounded burst. A batch is at most `max_batch_size` bytes (a larger record goes
-alone), and a lane has one batch outstanding, so what is in flight is bounded too.
+buffering an unbounded burst. A batch is at most `MAX_BATCH_BYTES` (a larger record goes
+alone) and a partition has one batch outstanding, so what is in flight is bounded too.
 
 Deadlines cost no timer per request: every record waits in one deque, oldest first (they all
 have the same timeout), and one timer, armed at the oldest deadline, fails the records whose
@@ -32,6 +34,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -91,15 +94,23 @@ class _Pending:
 
 
 class _Lane:
-    """The records of one topic partition that no batch has taken yet, and its task."""
+    """The records of one topic partition that no batch has taken yet."""
 
-    __slots__ = ("items", "partition", "producer", "task", "topic", "wakeup")
+    __slots__ = ("items", "partition", "topic")
 
-    def __init__(self, topic: str, partition: int, producer: int) -> None:
+    def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.producer = producer  # index into the publisher's producers
         self.items: deque[_Pending] = deque()
+
+
+class _Rounds:
+    """One producer's lanes and the task that sends them in rounds."""
+
+    __slots__ = ("lanes", "task", "wakeup")
+
+    def __init__(self) -> None:
+        self.lanes: list[_Lane] = []
         self.wakeup: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -125,6 +136,7 @@ class KafkaPublisher:
         # topic -> partition count the records are spread over (from the producers' metadata)
         self._partitions: dict[str, int] = {}
         self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._rounds: list[_Rounds] = []  # one per producer, by index
         self._waiting = 0  # records in the lanes that no batch has taken yet
         self._room: deque[asyncio.Future[None]] = deque()  # requests waiting for room
         self._expiry: deque[_Pending] = deque()  # every record not yet answered, oldest first
@@ -187,6 +199,7 @@ class KafkaPublisher:
     def add_producer(self, producer: AIOKafkaProducer) -> None:
         """A started producer joins; its metadata updates keep the partition counts current."""
         self._producers.append(producer)
+        self._rounds.append(_Rounds())
         producer.client.cluster.add_listener(self._metadata_updated)
 
     # ---- partitions ----------------------------------------------------------------------
@@ -250,8 +263,9 @@ class KafkaPublisher:
         item = _Pending(key, value, header_list, loop.create_future(), started, deadline)
         lane.items.append(item)
         self._waiting += 1
-        if lane.wakeup is not None and not lane.wakeup.done():
-            lane.wakeup.set_result(None)
+        wakeup = self._rounds[partition % len(self._producers)].wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         self._expiry.append(item)
         if self._expiry_timer is None:
             self._expiry_timer = loop.call_at(deadline, self._expire)
@@ -312,9 +326,15 @@ class KafkaPublisher:
     # ---- lanes ---------------------------------------------------------------------------
 
     def _open_lane(self, topic: str, partition: int) -> _Lane:
-        lane = _Lane(topic, partition, partition % len(self._producers))
+        """Partition p goes through producer p % edge_producers, always."""
+        lane = _Lane(topic, partition)
         self._lanes[(topic, partition)] = lane
-        lane.task = asyncio.create_task(self._drive(lane), name=f"kafka-lane-{topic}-{partition}")
+        index = partition % len(self._producers)
+        rounds = self._rounds[index]
+        rounds.lanes.append(lane)
+        if rounds.task is None:
+            rounds.task = asyncio.create_task(self._send_rounds(index),
+                                              name=f"kafka-producer-{index}")
         return lane
 
     def _take(self, producer: AIOKafkaProducer, lane: _Lane) -> tuple[Any, list[_Pending]]:
@@ -331,46 +351,65 @@ class KafkaPublisher:
                 taken.append(item)
             items.popleft()
             self._waiting -= 1
-        if self._room:
-            self._make_room()
         return batch, taken
 
-    async def _drive(self, lane: _Lane) -> None:
-        """Hand the lane's records to its producer, one batch at a time, and settle them."""
+    async def _send_rounds(self, index: int) -> None:
+        """Producer `index`'s rounds: every lane's waiting records, a batch per partition,
+        handed over together; the next round once all of them are answered."""
         loop = asyncio.get_running_loop()
-        producer = self._producers[lane.producer]
+        producer = self._producers[index]
+        rounds = self._rounds[index]
         linger = self._linger_s
-        items = lane.items
-        while True:
-            if not items:
-                lane.wakeup = loop.create_future()
-                await lane.wakeup
-                lane.wakeup = None
-                continue
-            if linger:
-                wait = items[0].queued_at + linger - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            batch, taken = self._take(producer, lane)
-            if not taken:
-                continue
-            try:
-                delivery = await producer.send_batch(batch, lane.topic, partition=lane.partition)
-                await delivery
-            except KafkaError as exc:
-                _fail(taken, exc)
-            except asyncio.CancelledError:
+        sent: list[tuple[list[_Pending], asyncio.Future[Any]]] = []
+        try:
+            while True:
+                waiting = [lane for lane in rounds.lanes if lane.items]
+                if not waiting:
+                    rounds.wakeup = loop.create_future()
+                    await rounds.wakeup
+                    rounds.wakeup = None
+                    continue
+                if linger:
+                    oldest = min(lane.items[0].queued_at for lane in waiting)
+                    if oldest + linger > loop.time():
+                        await asyncio.sleep(oldest + linger - loop.time())
+                        waiting = [lane for lane in rounds.lanes if lane.items]
+                for lane in waiting:
+                    batch, taken = self._take(producer, lane)
+                    if taken:
+                        delivery = await self._hand_over(producer, lane, batch, taken)
+                        if delivery is not None:
+                            delivery.add_done_callback(partial(_settle, taken))
+                            sent.append((taken, delivery))
+                if self._room:
+                    self._make_room()
+                if sent:
+                    await asyncio.wait([delivery for _, delivery in sent])
+                    sent.clear()
+                self._forget_answered()
+        except asyncio.CancelledError:
+            for taken, _ in sent:
                 _fail(taken, "the edge is stopping")
-                raise
-            except Exception as exc:  # the lane must outlive any one batch
-                log.exception("producing a batch to %s[%d] failed", lane.topic, lane.partition)
-                _fail(taken, f"send failed: {exc!r}")
-            else:
-                for item in taken:
-                    if not item.future.done():
-                        item.future.set_result(None)
-                kafka_reachable()
-            self._forget_answered()
+            raise
+
+    async def _hand_over(self, producer: AIOKafkaProducer, lane: _Lane, batch: Any,
+                         taken: list[_Pending]) -> asyncio.Future[Any] | None:
+        """Give a batch to the producer; its delivery future, or None (its records failed)."""
+        try:
+            delivery: asyncio.Future[Any] = await producer.send_batch(
+                batch, lane.topic, partition=lane.partition)
+        except KafkaError as exc:
+            _fail(taken, exc)
+        except asyncio.CancelledError:
+            _fail(taken, "the edge is stopping")
+            raise
+        except Exception as exc:  # the rounds must outlive any one batch
+            log.exception("handing a batch for %s[%d] to the producer failed", lane.topic,
+                          lane.partition)
+            _fail(taken, f"send failed: {exc!r}")
+        else:
+            return delivery
+        return None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -378,12 +417,13 @@ class KafkaPublisher:
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connect_task
-        lanes, self._lanes = list(self._lanes.values()), {}
-        for lane in lanes:
-            if lane.task is not None:
-                lane.task.cancel()
+        for rounds in self._rounds:
+            if rounds.task is not None:
+                rounds.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await lane.task
+                    await rounds.task
+        lanes, self._lanes, self._rounds = list(self._lanes.values()), {}, []
+        for lane in lanes:
             _fail(lane.items, "the edge is stopping")
             lane.items.clear()
         self._waiting = 0
@@ -414,6 +454,19 @@ class KafkaPublisher:
                 return bool(await producer.client.fetch_all_metadata())
         except (TimeoutError, KafkaError, OSError):
             return False
+
+
+def _settle(taken: list[_Pending], delivery: asyncio.Future[Any]) -> None:
+    """A batch's delivery is done: answer each of its records' requests (still waiting)."""
+    if delivery.cancelled():
+        _fail(taken, "the delivery was cancelled")
+    elif (exc := delivery.exception()) is not None:
+        _fail(taken, exc if isinstance(exc, KafkaError) else f"send failed: {exc!r}")
+    else:
+        for item in taken:
+            if not item.future.done():
+                item.future.set_result(None)
+        kafka_reachable()
 
 
 def _fail(items: Sequence[_Pending] | deque[_Pending], reason: str | KafkaError) -> None:
