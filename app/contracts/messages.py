@@ -5,7 +5,8 @@ Values are JSON objects with a `v` (format version) and a `type`. Keys are UTF-8
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,32 @@ def dumps(value: dict[str, Any]) -> bytes:
     return orjson.dumps(value)
 
 
+# The variant nibble of a random UUID (RFC 9562: 10xx) for each hex digit of random bits.
+_VARIANT = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
+
+
+def new_submission_id() -> str:
+    """A random (version 4) UUID, spelt as str(uuid.uuid4()) spells it, for a third of the
+    cost (one call per request)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_received: tuple[int, str] = (-1, "")
+
+
+def received_now() -> str:
+    """utc_now_iso() (RFC 3339 UTC, milliseconds, `Z`), formatted once per millisecond."""
+    global _received
+    ms = time.time_ns() // 1_000_000
+    cached_ms, text = _received
+    if ms != cached_ms:
+        seconds, millis = divmod(ms, 1000)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+        _received = (ms, text)
+    return text
+
+
 class PoisonMessage(ValueError):
     """A record that can never be processed; it goes to the dead-letter topic."""
 
@@ -95,10 +122,10 @@ class Submission:
     @classmethod
     def new(cls, *, team_id: str, key_id: str, call: dict[str, Any]) -> Submission:
         return cls(
-            submission_id=str(uuid.uuid4()),
+            submission_id=new_submission_id(),
             team_id=team_id,
             key_id=key_id,
-            received_at=utc_now_iso(),
+            received_at=received_now(),
             job_id=job_id_for(team_id, call["callId"]) if "recordingUrl" in call else None,
             call=call,
         )
