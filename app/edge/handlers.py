@@ -80,7 +80,9 @@ async def submit(request: web.Request) -> web.Response:
     key = await auth.authenticate(keys, request.headers.get("Authorization"),
                                   settings.retry_after_s)
     app[RATE_LIMITER].check(key)
-    if request.content_type != "application/json" or request.charset not in (None, "utf-8"):
+    if request.headers.get("Content-Type") != "application/json" and (  # else parse it
+            request.content_type != "application/json"
+            or request.charset not in (None, "utf-8")):
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with 'Content-Type: application/json'.")
     raw = await read_body(request, settings.client_timeout_s)

@@ -54,6 +54,8 @@ MURMUR2_SEED = 0x9747B28C
 # The largest produce request (aiokafka's max_request_size default), and one batch's size.
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_BATCH_BYTES = 256 * 1024
+# A value this small cannot make a record too large for a request (keys and headers are small).
+_SMALL_VALUE = MAX_REQUEST_BYTES // 2
 # A deadline this close counts as reached (the event loop may run a timer a hair early).
 _DEADLINE_SLACK_S = 0.001
 
@@ -250,7 +252,7 @@ class KafkaPublisher:
         started = loop.time()
         deadline = started + self._timeout_s
         header_list = headers if isinstance(headers, list) else list(headers)
-        if DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        if len(value) > _SMALL_VALUE and DefaultRecordBatchBuilder.estimate_size_in_bytes(
                 key, value, header_list) > MAX_REQUEST_BYTES:
             raise BrokerUnavailable(f"the record is larger than {MAX_REQUEST_BYTES} bytes")
         count = self._partitions.get(topic)
