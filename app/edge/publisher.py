@@ -95,17 +95,6 @@ class _Pending:
         self.deadline = deadline
 
 
-class _Lane:
-    """The records of one topic partition that no batch has taken yet."""
-
-    __slots__ = ("items", "partition", "topic")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.items: deque[_Pending] = deque()
-
-
 class _Rounds:
     """One producer's lanes and the task that sends them in rounds."""
 
@@ -115,6 +104,18 @@ class _Rounds:
         self.lanes: list[_Lane] = []
         self.wakeup: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+
+
+class _Lane:
+    """The records of one topic partition that no batch has taken yet."""
+
+    __slots__ = ("items", "partition", "rounds", "topic")
+
+    def __init__(self, topic: str, partition: int, rounds: _Rounds) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.rounds = rounds  # of the producer that sends this partition
+        self.items: deque[_Pending] = deque()
 
 
 class KafkaPublisher:
@@ -137,7 +138,8 @@ class KafkaPublisher:
         self._max_pending = settings.edge_max_pending
         # topic -> partition count the records are spread over (from the producers' metadata)
         self._partitions: dict[str, int] = {}
-        self._lanes: dict[tuple[str, int], _Lane] = {}
+        # topic -> its lanes by partition (None: no record for that partition yet)
+        self._lanes: dict[str, list[_Lane | None]] = {}
         self._rounds: list[_Rounds] = []  # one per producer, by index
         self._waiting = 0  # records in the lanes that no batch has taken yet
         self._room: deque[asyncio.Future[None]] = deque()  # requests waiting for room
@@ -260,12 +262,16 @@ class KafkaPublisher:
             count = await self._learn_partitions(topic, deadline)
         if self._waiting >= self._max_pending:
             await self._wait_for_room(deadline)
-        partition = default_partition(key, count)
-        lane = self._lanes.get((topic, partition)) or self._open_lane(topic, partition)
+        # default_partition(key, count), inline: this runs once per request
+        partition = (murmurhash2(key, MURMUR2_SEED) & 0x7FFFFFFF) % count
+        lanes = self._lanes.get(topic)
+        lane = lanes[partition] if lanes is not None and partition < len(lanes) else None
+        if lane is None:
+            lane = self._open_lane(topic, partition)
         item = _Pending(key, value, header_list, loop.create_future(), started, deadline)
         lane.items.append(item)
         self._waiting += 1
-        wakeup = self._rounds[partition % len(self._producers)].wakeup
+        wakeup = lane.rounds.wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
         self._expiry.append(item)
@@ -329,10 +335,12 @@ class KafkaPublisher:
 
     def _open_lane(self, topic: str, partition: int) -> _Lane:
         """Partition p goes through producer p % edge_producers, always."""
-        lane = _Lane(topic, partition)
-        self._lanes[(topic, partition)] = lane
         index = partition % len(self._producers)
         rounds = self._rounds[index]
+        lane = _Lane(topic, partition, rounds)
+        lanes = self._lanes.setdefault(topic, [])
+        lanes.extend([None] * (partition + 1 - len(lanes)))
+        lanes[partition] = lane
         rounds.lanes.append(lane)
         if rounds.task is None:
             rounds.task = asyncio.create_task(self._send_rounds(index),
@@ -424,10 +432,11 @@ class KafkaPublisher:
                 rounds.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await rounds.task
-        lanes, self._lanes, self._rounds = list(self._lanes.values()), {}, []
-        for lane in lanes:
-            _fail(lane.items, "the edge is stopping")
-            lane.items.clear()
+        rounds_list, self._lanes, self._rounds = self._rounds, {}, []
+        for rounds in rounds_list:
+            for lane in rounds.lanes:
+                _fail(lane.items, "the edge is stopping")
+                lane.items.clear()
         self._waiting = 0
         for waiter in self._room:
             if not waiter.done():
