@@ -358,6 +358,7 @@ class KafkaPublisher:
                 if batch.append(key=item.key, value=item.value, timestamp=None,
                                 headers=item.headers) is None:
                     break  # full (an empty batch takes any record)
+                item.value = b""  # the batch has the bytes; the deadline deque keeps the item
                 taken.append(item)
             items.popleft()
             self._waiting -= 1
