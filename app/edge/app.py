@@ -10,14 +10,20 @@ from aiohttp import web
 
 from app.contracts.submission import default_validator
 from app.edge.call_status import worker_http_client
-from app.edge.errors import error_middleware
 from app.edge.guards import RateLimiter
-from app.edge.metrics import metrics_middleware
+from app.edge.middleware import edge_middleware
 from app.edge.openapi import build_openapi
 from app.edge.publisher import KafkaPublisher, Publisher
 from app.edge.routes import setup_routes
-from app.edge.tracing import request_id_middleware
-from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, SETTINGS, VALIDATOR
+from app.edge.typedefs import (
+    KEYS,
+    OPENAPI,
+    PUBLISHER,
+    RATE_LIMITER,
+    SETTINGS,
+    SUBMISSIONS_TOPIC,
+    VALIDATOR,
+)
 from app.kafka_clients import describe
 from app.ops.keys import KeyDirectory, KeySource
 from app.settings import Settings
@@ -29,10 +35,10 @@ def create_app(settings: Settings, publisher: Publisher | None = None,
                keys: KeySource | None = None) -> web.Application:
     """Build the edge. `publisher` and `keys` default to Kafka's (the submissions producer,
     the keys topic); unit tests pass their own."""
-    app = web.Application(middlewares=[request_id_middleware, metrics_middleware,
-                                       error_middleware(settings.max_body_bytes)],
+    app = web.Application(middlewares=[edge_middleware(settings.max_body_bytes)],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[SUBMISSIONS_TOPIC] = settings.topics.submissions
     app[VALIDATOR] = default_validator()
     app[OPENAPI] = build_openapi(app[VALIDATOR].schema)
     app[RATE_LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.contracts.api_keys import ApiKey, split_key
+from app.contracts.api_keys import ApiKey, KeyRing, split_key
 from app.contracts.submission import FieldProblem
 from app.edge.errors import ApiError, invalid_body
 from app.ops.keys import KeySource
@@ -23,22 +23,57 @@ from app.ops.keys import KeySource
 _CHALLENGE = 'Bearer realm="voix-ingest"'
 
 
+class _Verified:
+    """Presented keys that authenticated against one ring, so that a client's next request
+    skips the hash. Only for that ring: a key made, revoked, limited or moved makes a new
+    ring (rings are immutable), and a new ring starts an empty cache, so a hit is always what
+    `ring.authenticate` would answer. Only keys that authenticated get in, at most `MAX`."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self.ring: KeyRing | None = None
+        self.keys: dict[str, ApiKey] = {}
+
+    def get(self, ring: KeyRing, presented: str) -> ApiKey | None:
+        if ring is not self.ring:
+            self.ring, self.keys = ring, {}
+            return None
+        return self.keys.get(presented)
+
+    def add(self, ring: KeyRing, presented: str, key: ApiKey) -> None:
+        if ring is self.ring and len(self.keys) < self.MAX:
+            self.keys[presented] = key
+
+
+_verified = _Verified()
+
+
 async def authenticate(keys: KeySource, authorization: str | None,
                        retry_after_s: int) -> ApiKey:
     """The active key the Authorization header presents; 401 otherwise, 503 while the keys
     are still being loaded (a 401 then could refuse a key that exists)."""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>'.",
                        headers={"WWW-Authenticate": _CHALLENGE})
     if not keys.ready:
         raise ApiError(503, "unavailable", "API keys are still loading; retry shortly.",
                        headers={"Retry-After": str(retry_after_s)})
-    key = keys.current.authenticate(token.strip())
-    parts = split_key(token.strip())
-    if key is None and parts is not None and parts[0] not in keys.current.keys:
-        await keys.catch_up()  # made a moment ago, on another host?
-        key = keys.current.authenticate(token.strip())
+    ring = keys.current
+    key = _verified.get(ring, token)
+    if key is not None:
+        return key
+    key = ring.authenticate(token)
+    if key is None:
+        parts = split_key(token)
+        if parts is not None and parts[0] not in ring.keys:
+            await keys.catch_up()  # made a moment ago, on another host?
+            ring = keys.current
+            key = ring.authenticate(token)
+    if key is not None:
+        _verified.add(ring, token, key)
     if key is None:
         raise ApiError(401, "unauthorized", "The API key is unknown or has been revoked.",
                        headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'})

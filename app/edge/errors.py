@@ -6,7 +6,7 @@ Body: {"error": "<code>", "message": "<sentence>", "fields": [{"field", "problem
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -54,34 +54,23 @@ def invalid_body(problems: list[FieldProblem]) -> ApiError:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
                415: "unsupported_media_type"}
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_middleware(max_body_bytes: int) -> Any:
-    """The one place that turns exceptions into answers and logs server errors."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            if exc.status >= 500:
-                log.error("%s %s -> %d %s: %s", request.method, request.path, exc.status,
-                          exc.code, exc.message)
-            return exc.response()
-        except web.HTTPException as exc:
-            if exc.status >= 500:
-                log.error("%s %s -> %d", request.method, request.path, exc.status)
-            if exc.status < 400:
-                raise
-            code = _HTTP_CODES.get(exc.status, "http_error")
-            message = exc.reason if exc.status != 413 else (
-                f"The request body is larger than {max_body_bytes} bytes.")
-            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-            return json_response({"error": code, "message": message}, exc.status, headers)
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            return json_response({"error": "internal", "message": "Internal server error."},
-                                 500)
-
-    return middleware
+def error_answer(request: web.Request, exc: Exception, max_body_bytes: int) -> web.Response:
+    """The one place that turns exceptions into answers and logs server errors. An
+    HTTPException below 400 (a redirect) is not an error: it is raised again."""
+    if isinstance(exc, ApiError):
+        if exc.status >= 500:
+            log.error("%s %s -> %d %s: %s", request.method, request.path, exc.status,
+                      exc.code, exc.message)
+        return exc.response()
+    if isinstance(exc, web.HTTPException):
+        if exc.status >= 500:
+            log.error("%s %s -> %d", request.method, request.path, exc.status)
+        if exc.status < 400:
+            raise exc
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else (
+            f"The request body is larger than {max_body_bytes} bytes.")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return json_response({"error": code, "message": message}, exc.status, headers)
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return json_response({"error": "internal", "message": "Internal server error."}, 500)

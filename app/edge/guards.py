@@ -73,6 +73,8 @@ async def read_body(request: web.Request, timeout_s: float) -> bytes:
 
     aiohttp has no per-request body timeout: a client that announces a body and sends it a
     byte at a time would otherwise hold a connection and a task for as long as it likes."""
+    if request.content.is_eof():  # the whole body is here already: nothing to wait for
+        return await request.read()  # client_max_size (413) applies here too
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()  # aiohttp enforces client_max_size here (413)

@@ -15,7 +15,16 @@ from app.edge.errors import ApiError, invalid_body, json_response
 from app.edge.guards import read_body
 from app.edge.publisher import BrokerUnavailable
 from app.edge.tracing import kafka_headers
-from app.edge.typedefs import KEYS, OPENAPI, PUBLISHER, RATE_LIMITER, REQUEST, SETTINGS, VALIDATOR
+from app.edge.typedefs import (
+    KEYS,
+    OPENAPI,
+    PUBLISHER,
+    RATE_LIMITER,
+    REQUEST,
+    SETTINGS,
+    SUBMISSIONS_TOPIC,
+    VALIDATOR,
+)
 
 log = logging.getLogger("voix.edge")
 
@@ -65,12 +74,15 @@ def parse_json_body(raw: bytes) -> Any:
 # ---- handlers ---------------------------------------------------------------------------
 
 async def submit(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    keys = request.app[KEYS]
+    app = request.app
+    settings = app[SETTINGS]
+    keys = app[KEYS]
     key = await auth.authenticate(keys, request.headers.get("Authorization"),
                                   settings.retry_after_s)
-    request.app[RATE_LIMITER].check(key)
-    if request.content_type != "application/json" or request.charset not in (None, "utf-8"):
+    app[RATE_LIMITER].check(key)
+    if request.headers.get("Content-Type") != "application/json" and (  # else parse it
+            request.content_type != "application/json"
+            or request.charset not in (None, "utf-8")):
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with 'Content-Type: application/json'.")
     raw = await read_body(request, settings.client_timeout_s)
@@ -78,34 +90,35 @@ async def submit(request: web.Request) -> web.Response:
         body = parse_json_body(raw)
     except _BodyError as exc:
         raise ApiError(400, "malformed_json", str(exc)) from None
-    problems = request.app[VALIDATOR].problems(body)
+    problems = app[VALIDATOR].problems(body)
     if problems:
         raise invalid_body(problems)
     for name in UUID_FIELDS:  # UUIDs are case-insensitive; one spelling keeps keys stable
         if name in body:
             body[name] = normalise_uuid(body[name])
-    team_id = auth.team_for_submission(keys, key, body.get("teamId"))
-    call = {k: v for k, v in body.items() if k != "teamId"}
-    submission = Submission.new(team_id=team_id, key_id=key.key_id, call=call)
+    team_id = auth.team_for_submission(keys, key, body.pop("teamId", None))
+    submission = Submission.new(team_id=team_id, key_id=key.key_id, call=body)
+    call_id = submission.call_id
 
     try:
-        await request.app[PUBLISHER].publish(
-            settings.topics.submissions, call_key(submission.call_id),
-            dumps(submission.to_value()), kafka_headers(request[REQUEST]))
+        await app[PUBLISHER].publish(app[SUBMISSIONS_TOPIC], call_key(call_id),
+                                     dumps(submission.to_value()),
+                                     kafka_headers(request[REQUEST]))
     except BrokerUnavailable as exc:
         raise ApiError(503, "unavailable",
                        "The call may not have been stored; retry the same request later "
                        "(callId makes a retry safe).",
                        headers={"Retry-After": str(settings.retry_after_s)}) from exc
 
-    beat = "finishing" if submission.job_id else "started"
-    log.info("accepted call %s (%s beat) for team %s with key %s", submission.call_id, beat,
-             team_id, key.key_id, extra={"call_id": submission.call_id, "team_id": team_id,
-                                         "key_id": key.key_id, "beat": beat})
-    if submission.job_id is None:
-        return json_response({"status": "received", "callId": submission.call_id}, 202)
-    return json_response({"status": "transcribing", "callId": submission.call_id,
-                          "jobId": submission.job_id}, 202)
+    job_id = submission.job_id
+    if log.isEnabledFor(logging.INFO):
+        beat = "finishing" if job_id else "started"
+        log.info("accepted call %s (%s beat) for team %s with key %s", call_id, beat,
+                 team_id, key.key_id, extra={"call_id": call_id, "team_id": team_id,
+                                             "key_id": key.key_id, "beat": beat})
+    if job_id is None:
+        return json_response({"status": "received", "callId": call_id}, 202)
+    return json_response({"status": "transcribing", "callId": call_id, "jobId": job_id}, 202)
 
 
 async def healthz(request: web.Request) -> web.Response:

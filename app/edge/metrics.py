@@ -9,7 +9,7 @@ the parent) a scrape of any edge process returns the sum over all of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -34,30 +34,31 @@ QUEUE_FULL = Counter("voix_edge_produce_queue_full",
 UNCOUNTED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 UNMATCHED = "(unmatched)"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every answer; time it. Runs outside the error middleware, so it sees the status
-    the client gets."""
+# The labelled series, looked up once per route, method and status rather than per request.
+_counted: dict[tuple[str, str, int], Any] = {}
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def count_request(request: web.Request, status: int, started: float | None) -> None:
+    """Count an answer and, when `started` (perf_counter) is given, time it. Called by the
+    edge's middleware with the status the client gets; probes and scrapes are not traffic."""
     if request.path in UNCOUNTED_PATHS:
-        return await handler(request)
-    started = time.perf_counter()
+        return
     route, method = route_of(request), request.method
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        REQUESTS.labels(route, method, str(exc.status)).inc()
-        raise
-    REQUESTS.labels(route, method, str(response.status)).inc()
-    REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
-    return response
+    counter = _counted.get((route, method, status))
+    if counter is None:
+        counter = _counted[(route, method, status)] = REQUESTS.labels(route, method, str(status))
+    counter.inc()
+    if started is not None:
+        timer = _timed.get((route, method))
+        if timer is None:
+            timer = _timed[(route, method)] = REQUEST_SECONDS.labels(route, method)
+        timer.observe(time.perf_counter() - started)
 
 
 async def metrics_page(_request: web.Request) -> web.Response:

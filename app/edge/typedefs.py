@@ -20,6 +20,8 @@ KEYS = web.AppKey("keys", KeySource)  # type: ignore[type-abstract]
 VALIDATOR = web.AppKey("validator", SubmissionValidator)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+# The topic /submit writes to (settings.topics builds every name on each call).
+SUBMISSIONS_TOPIC = web.AppKey("submissions_topic", str)
 # Per request: its request id and trace context (app/edge/tracing.py).
 REQUEST = web.RequestKey("request_context", RequestContext)
 # One HTTP client per edge process for asking the workers (GET /calls), not one per request.

@@ -135,6 +135,20 @@ async def test_revoked_key_is_401_without_restart(edge: Edge) -> None:
     assert resp.status == 401
 
 
+async def test_a_key_that_was_just_used_is_401_once_revoked(edge: Edge) -> None:
+    """The edge remembers keys that authenticated, for the ring they authenticated against
+    only: a revocation (a new ring) is seen on the next request."""
+    assert (await edge.submit(beat1())).status == 202
+    assert (await edge.submit(beat1())).status == 202
+    key = edge.keys.current.authenticate(edge.team_key)
+    assert key is not None
+    edge.keys.revoke(key.key_id)
+    resp = await edge.submit(beat1())
+    assert resp.status == 401
+    other = await edge.submit({**beat1(), "teamId": TEAM}, key=edge.workspace_key)
+    assert other.status == 202  # other keys are unaffected
+
+
 async def test_keys_not_loaded_yet_is_503_not_401(edge: Edge) -> None:
     edge.keys.ready = False
     resp = await edge.submit(beat1())
