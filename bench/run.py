@@ -90,8 +90,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", default=quick_env,
                    help="short run while iterating (also BENCH_QUICK=1)")
     p.add_argument("--edge-procs", type=int, default=2, help="edge processes (default 2)")
-    p.add_argument("--edge-producers", type=int, default=2,
-                   help="Kafka producers per edge process, VOIX_EDGE_PRODUCERS (default 2)")
+    # One: the edge's rounds put every partition's batch in one produce request per producer;
+    # a second producer splits them (paired quick runs: 0.53-0.57x bare with 1, 0.45-0.46x
+    # with 2).
+    p.add_argument("--edge-producers", type=int, default=1,
+                   help="Kafka producers per edge process, VOIX_EDGE_PRODUCERS (default 1)")
     p.add_argument("--phases", default="all",
                    help="comma-separated subset while iterating (no report unless it names "
                         "report): " + ", ".join(
