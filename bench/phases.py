@@ -245,5 +245,6 @@ def drain(bench: Bench) -> None:
     from bench import drain as worker_drain
 
     beats = 20_000 if bench.args.quick else 100_000
-    bench.results["drain"] = worker_drain.drain(bench.bootstrap, beats,
-                                                workdir=bench.workdir / "drain")
+    workdir = bench.workdir / "drain"
+    workdir.mkdir(parents=True, exist_ok=True)
+    bench.results["drain"] = worker_drain.drain(bench.bootstrap, beats, workdir=workdir)
