@@ -3,7 +3,7 @@ from the moment its POST starts to the moment its job is read from transcription
 
 One process, one clock (time.monotonic) for both ends: an aiohttp client posts, an aiokafka
 consumer that was positioned at the end of the jobs topic before the first POST reads the jobs
-and matches them by callId (the job's key). Prints one JSON line.
+and matches them by callId (the end of the job's key, teamId/callId). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 now = time.monotonic()
                 for records in batch.values():
                     for record in records:
-                        call_id = record.key.decode() if record.key else ""
+                        # The job's key is teamId/callId.
+                        call_id = record.key.decode().rpartition("/")[2] if record.key else ""
                         started = sent_at.pop(call_id, None)
                         if started is not None:
                             e2e.append(now - started)

@@ -110,11 +110,11 @@ def _prose(text: str) -> str:
 
 # What the figures of a missed target do not say: where the time goes.
 WHY_EDGE = _prose("""
-    the API key check, the submission envelope (ids, timestamp, JSON), aiokafka's per-record
-    send path (pure-Python murmur2 partitioner, per-record futures) and reading the produce
-    responses all run in the edge's Python process, and each acks=all round trip adds latency
-    that bounds throughput at low concurrency (aiokafka keeps one produce request in flight per
-    producer). On a 2-core box the edge and its broker cannot both have the cores the bare
+    the API key check, the submission envelope (ids, timestamp, JSON), handing the record to a
+    per-partition batch and aiokafka's produce request and response (one per round of batches,
+    per producer) run in the edge's Python process, beside the strict JSON parse and the
+    validation the bare handler does too; each acks=all round trip also bounds throughput at low
+    concurrency. On a 2-core box the edge and its broker cannot both have the cores the bare
     handler had alone.""")
 WHY_WORKER = _prose("""
     The worker handles beats in batches (each call read and written once per batch, sends
