@@ -304,6 +304,7 @@ def output_topics(run: str, name: str) -> tuple[str, str]:
 
 def start_contestant(name: str, bootstrap: str, run: str, source: str, beats: int,
                      workdir: Path, checkout: Path = ROOT) -> subprocess.Popen[bytes]:
+    """Start one contestant's process (its output in workdir/<name>.log)."""
     jobs, records = output_topics(run, name)
     group = f"{run}{name}"
     logf = (workdir / f"{name}.log").open("ab")
@@ -346,8 +347,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` until it exits, collapsed stacks (one line per stack and its
+    sample count, for flamegraph.pl or speedscope) into `out`; idle samples included, so the
+    waiting shows too."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw",
+                             "--idle", "--rate", "250", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def drain_one(name: str, bootstrap: str, run: str, source: str, beats: int,
-                    workdir: Path, timeout_s: float, checkout: Path = ROOT) -> dict[str, Any]:
+                    workdir: Path, timeout_s: float, checkout: Path = ROOT,
+                    profile: bool = False) -> dict[str, Any]:
     calls = beats // 2
     jobs, records = output_topics(run, name)
     # The broker stamps each output record when it appends it: quix-streams would otherwise
@@ -355,12 +367,15 @@ async def drain_one(name: str, bootstrap: str, run: str, source: str, beats: int
     await create_topics(bootstrap, [jobs, records], compacted=[records],
                         config={"message.timestamp.type": "LogAppendTime"})
     proc = start_contestant(name, bootstrap, run, source, beats, workdir, checkout)
+    profiler = start_profiler(proc.pid, workdir / f"{name}.pyspy.txt") if profile else None
     started = time.monotonic()
     try:
         complete = await wait_outputs(bootstrap, jobs, records, calls, proc, timeout_s, name)
         cpu = cpu_seconds(proc.pid)
     finally:
         stop(proc)
+        if profiler is not None:
+            profiler.wait(timeout=60)  # py-spy writes its file once the process is gone
     wall = time.monotonic() - started
     job_rows = await read_all(bootstrap, jobs)
     record_rows = await read_all(bootstrap, records)
@@ -383,11 +398,12 @@ async def drain_one(name: str, bootstrap: str, run: str, source: str, beats: int
 
 def drain(bootstrap: str, beats: int = 100_000, contestants: Sequence[str] = CONTESTANTS,
           timeout_s: float = 900.0, workdir: Path | None = None,
-          compare_with: Path | None = None) -> dict[str, Any]:
+          compare_with: Path | None = None, profile: bool = False) -> dict[str, Any]:
     """Fill one topic with `beats` beats and let each contestant drain it, back to back.
     `compare_with`: another checkout of voix-ingest whose worker also drains it, right after
     this one's ("voix-before"). Returns {"beats", "calls", "partitions", "contestants": {name:
-    figures}, "ratios_vs_quix"}."""
+    figures}, "ratios_vs_quix"}. `profile`: py-spy samples each contestant
+    (workdir/<name>.pyspy.txt)."""
     run = f"drain-{uuid.uuid4().hex[:8]}."
     source = f"{run}calls.submissions"
     own_dir = workdir is None
@@ -398,7 +414,7 @@ def drain(bootstrap: str, beats: int = 100_000, contestants: Sequence[str] = CON
         results: dict[str, Any] = {}
         for name in contestants:
             results[name] = asyncio.run(drain_one(name, bootstrap, run, source, beats, base,
-                                                  timeout_s))
+                                                  timeout_s, profile=profile))
             if name == "voix" and compare_with is not None:
                 results["voix-before"] = asyncio.run(drain_one(
                     "voix-before", bootstrap, run, source, beats, base, timeout_s,
@@ -451,7 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="keep the contestants' logs and state here (default: a temporary "
                              "directory, removed after the run)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each contestant with py-spy (needs --workdir): collapsed "
+                             "stacks in WORKDIR/<name>.pyspy.txt; the sampling costs the "
+                             "contestants some speed, so compare profiles, not beats/s")
     args = parser.parse_args(argv)
+    if args.profile and not args.workdir:
+        parser.error("--profile needs --workdir (where the profiles are kept)")
     beats = 20_000 if args.quick else args.beats
     chosen = [c for c in args.only.split(",") if c]
     unknown = [c for c in chosen if c not in CONTESTANTS]
@@ -460,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     figures = drain(args.bootstrap, beats - beats % 2, chosen, args.timeout, args.workdir,
-                    args.compare_with)
+                    args.compare_with, args.profile)
     text = orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode()
     if args.out:
         args.out.write_text(text + "\n")

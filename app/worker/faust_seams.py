@@ -25,6 +25,11 @@ re-read each seam against the new source before changing the pins. The seams:
 9. `CallStore`: reads and writes the table's rocksdb store (rocksdict) by partition directly
    (`_db_for_partition`, `_key_index`, one `WriteBatch` per partition and worker batch), as
    the store's own `_get`/`_set`/`_del` would with the current event of that partition.
+10. `_Consumer._drain_messages`, `_Consumer.on_buffer_drop`, `_Consumer._wait_next_records`,
+   `_ConsumerThread.wake_fetch_waiters`: Faust's loop that hands fetched records to the
+   conductor, without four asyncio tasks per record, and a fetch that does not sleep a second
+   after a full stream buffer drains (aiokafka's `Fetcher._fetch_waiters`; section "Handing
+   records on" below).
 
 ## Rebalances
 
@@ -55,6 +60,26 @@ Three fixes, all in the consumer Faust uses:
 
 Records read twice are harmless: the merge is idempotent, the jobId deterministic, and a
 changelog replays to the same table.
+
+## Handing records on
+
+Faust's `Consumer._drain_messages` hands each fetched record to the conductor (which decodes
+it and puts it on its stream's queue) as `await self.wait_first(callback(message),
+self.suspend_flow.wait())`: four tasks and an `asyncio.wait` per record, so that a callback
+blocked while the flow is suspended (a rebalance) is abandoned. Profiled (bench/drain.py
+--profile), that was a quarter of the worker's event-loop time. Almost always the callback
+finishes without waiting (there is room on the queue, the flow is not suspended), so the loop
+here first runs it directly, up to its first wait; only a callback that does wait is finished
+the way Faust does it, racing the suspension (`finish_waiting`). Everything else is Faust's
+loop, line for line.
+
+A partition whose stream buffer is 80 % full is left out of the next fetches until the buffer
+drains to 40 % (Faust's flow control). Faust's fetch then asks aiokafka for records of the other
+partitions only, with a one-second timeout, or sleeps a second when no partition is left; the
+held-back partition's records, long fetched, wait out that second (measured: every other fetch
+of a drain returned nothing after exactly 1.0 s, and the worker idled 45 % of its time). When a
+buffer drains, the consumer thread's fetch wait is ended at once, and a fetch loop with no
+partition left waits for that drain instead of a fixed second.
 """
 
 from __future__ import annotations
@@ -65,8 +90,19 @@ import contextlib
 import dataclasses
 import logging
 import os
+import types
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+    Set,
+)
 from importlib import metadata
 from typing import Any, ClassVar, cast
 
@@ -77,6 +113,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faust import streams as faust_streams
 from faust.sensors import Sensor
 from faust.stores import rocksdb as faust_rocksdb
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, RecordMetadata, StreamT
 
@@ -84,6 +121,14 @@ log = logging.getLogger("voix.worker")
 
 # The versions every seam here was read against.
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+# sha256 (first 16 hex digits) of the source of faust's Consumer._drain_messages that
+# _Consumer._drain_messages copies (seam 10): a change there must be copied again.
+DRAIN_MESSAGES_SOURCE = "44a2500309e83c63"
+
+# Longest the fetch loop waits for a full stream buffer to drain before asking again (Faust's
+# own fixed sleep in that case).
+BUFFER_FULL_WAIT_S = 1.0
 
 # Exit code when the worker stops because processing failed (sysexits EX_SOFTWARE).
 CRASH_EXIT_CODE = 70
@@ -425,6 +470,21 @@ def fetch_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    def wake_fetch_waiters(self) -> None:
+        """From the worker's loop: end any wait for fetched records in the consumer thread now,
+        so that it looks again at what it has (a partition may have become active)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        fetcher = consumer._fetcher
+
+        def notify() -> None:
+            for waiter in list(fetcher._fetch_waiters):
+                fetcher._notify(waiter)
+
+        with contextlib.suppress(RuntimeError):  # the thread's loop is closed: stopping
+            self.thread_loop.call_soon_threadsafe(notify)
+
     async def on_thread_stop(self) -> None:
         # A static member (KIP-345) never sends LeaveGroup in aiokafka, so a worker stopped on
         # purpose would hold its partitions until its session expires. Only a crash should keep
@@ -482,6 +542,16 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__post_init__()
         self._expected, self._rewound_for_jump = {}, {}
+        self._buffer_dropped = asyncio.Event()
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        held_back = tp in self._buffered_partitions
+        super().on_buffer_drop(tp)
+        if held_back:
+            # Its records are likely fetched already, but a fetch that started while it was held
+            # back waits (up to a second) for data on the other partitions only: end that wait.
+            self._buffer_dropped.set()
+            self._thread.wake_fetch_waiters()
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -502,6 +572,13 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         await super().on_partitions_revoked(revoked)
 
     async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
+        if self.flow_active and not self._get_active_partitions() and self._buffered_partitions:
+            # Every partition is held back because its stream's buffer is full: Faust would
+            # sleep a whole second before fetching again; wake as soon as a buffer drains
+            # (section "Handing records on" above).
+            self._buffer_dropped.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._buffer_dropped.wait(), BUFFER_FULL_WAIT_S)
         records, active_partitions = await super()._wait_next_records(timeout)
         self._last_fetched = records
         return records, active_partitions
@@ -534,7 +611,96 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                                    for tp, offset in sorted(rewound.items())))
 
 
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (a broker's)
+        # Faust 0.15.3's Consumer._drain_messages, but each record's callback is run directly
+        # up to its first wait (section "Handing records on" above).
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = faust_consumer.CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            # The conductor's on_message: a coroutine function.
+                            delivering = cast(Coroutine[Any, Any, Any], callback(message))
+                            try:
+                                waiting_on = delivering.send(None)
+                            except StopIteration:
+                                pass  # delivered without waiting: the common case
+                            else:
+                                await self.wait_first(
+                                    finish_waiting(delivering, waiting_on),
+                                    self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                    unset_flag(flag_consumer_fetching)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    # The task running this waits on what `coroutine` yielded, then runs the rest of it (a
+    # throw, e.g. the task's cancellation, goes to `coroutine` as it would in its own task).
+    while True:
+        try:
+            yield waiting_on
+        except BaseException as exc:  # handed on to the coroutine, not handled here
+            try:
+                waiting_on = coroutine.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            return (yield from coroutine)  # type: ignore[misc]
+
+
+async def finish_waiting(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
+    """Finish a coroutine already run up to its first wait (it yielded `waiting_on`, the
+    future it waits for) as if it had run in this task from the start."""
+    return await _resume(coroutine, waiting_on)
+
+
 class RebalanceSafeTransport(faust_aiokafka.Transport):  # type: ignore[misc]
-    """Faust's aiokafka transport with the three fixes above."""
+    """Faust's aiokafka transport with the three rebalance fixes above and the lean
+    drain loop."""
 
     Consumer: ClassVar[Any] = _Consumer
