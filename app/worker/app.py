@@ -160,11 +160,10 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
         # Any event of a partition serves as "current event" for the store's partition lookup.
         of_partition = {event.message.partition: event for event in events}
         records = input_records(events)
-        changelog = calls.changelog_topic
         keys: dict[str, bytes] = {}  # callId -> its key in the store and the changelog
 
         def read(call_id: str, partition: int) -> dict[str, Any] | None:
-            key = keys[call_id] = changelog.prepare_key(call_id, None)[0]
+            key = keys[call_id] = store.encode_key(call_id)
             return store.read(call_id, key, partition,  # type: ignore[no-any-return]
                               of_partition[partition])
 
@@ -178,15 +177,14 @@ def create_worker_app(settings: Settings, replication: Replication | None = None
         """Write the changed calls to the store (one write per partition) and start every
         send: the outputs first, then one changelog record per call, in record batches per
         topic-partition (pipelined; none is awaited here)."""
-        changelog = calls.changelog_topic
         batches = await by_partition(result.outputs)
         writes: dict[int, list[tuple[str, StoreWrite]]] = {}
         for call_id, write in result.writes.items():
-            # Encoded by the changelog topic itself (JSON key and value), exactly as Faust
-            # encodes its own changelog records, so that table recovery reads them back; the
-            # rocksdb store holds the same bytes.
-            key = keys.get(call_id) or changelog.prepare_key(call_id, None)[0]
-            value = changelog.prepare_value(write.teams, None)[0] if write.teams else None
+            # Encoded exactly as Faust encodes its own changelog records (JSON key and value,
+            # CallStore), so that table recovery reads them back; the rocksdb store holds the
+            # same bytes.
+            key = keys.get(call_id) or store.encode_key(call_id)
+            value = store.encode_value(write.teams) if write.teams else None
             writes.setdefault(write.partition, []).append((call_id, (key, value, write.teams)))
             batches.setdefault((changelog_name, write.partition), []).append((key, value, []))
         for partition, rows in writes.items():

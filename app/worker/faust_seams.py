@@ -24,7 +24,9 @@ re-read each seam against the new source before changing the pins. The seams:
    one future per topic-partition of a worker batch instead of one `send()` per record.
 9. `CallStore`: reads and writes the table's rocksdb store (rocksdict) by partition directly
    (`_db_for_partition`, `_key_index`, one `WriteBatch` per partition and worker batch), as
-   the store's own `_get`/`_set`/`_del` would with the current event of that partition.
+   the store's own `_get`/`_set`/`_del` would with the current event of that partition; keys
+   and values encoded and decoded as Faust's json codec does (orjson, `CallStore.encode_key`,
+   `encode_value`, `decode_value`), without its serializer registry per record.
 10. `_Consumer._drain_messages`, `_Consumer.on_buffer_drop`, `_Consumer._wait_next_records`,
    `_ConsumerThread.wake_fetch_waiters`: Faust's loop that hands fetched records to the
    conductor, without four asyncio tasks per record, and a fetch that does not sleep a second
@@ -107,6 +109,7 @@ from importlib import metadata
 from typing import Any, ClassVar, cast
 
 import faust
+import orjson
 import rocksdict
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
@@ -372,6 +375,25 @@ class CallStore:
     write each key on its own, reading the partition from the current event. Any other store
     (memory://) is used through Faust's mapping interface with that event current."""
 
+    # Faust's json codec (faust.utils.json with orjson): the bytes its changelog topic and
+    # store hold for a key or a value. tests/unit/test_faust_seams.py compares them with the
+    # table's own encoding.
+    _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+    @staticmethod
+    def encode_key(key: str) -> bytes:
+        """`key` as the table's changelog topic encodes it (a JSON string)."""
+        return orjson.dumps(key)
+
+    @classmethod
+    def encode_value(cls, value: Any) -> bytes:
+        """`value` as the table's changelog topic and store encode it (JSON)."""
+        return orjson.dumps(value, option=cls._JSON_OPTIONS)
+
+    @staticmethod
+    def decode_value(raw: bytes) -> Any:
+        return orjson.loads(raw)
+
     def __init__(self, table: Any) -> None:
         self._store = table.data
         self._direct = (isinstance(self._store, faust_rocksdb.Store)
@@ -392,7 +414,7 @@ class CallStore:
         if raw is None:
             return None
         store._key_index[key_bytes] = partition
-        return store._decode_value(raw)
+        return self.decode_value(raw)
 
     def write(self, partition: int, event: EventT[Any], writes: Sequence[tuple[str, StoreWrite]]
               ) -> None:

@@ -10,10 +10,12 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from faust.transport import consumer as faust_consumer
 
+from app.contracts.topics import CALLS_TABLE
 from app.settings import Settings
 from app.worker import faust_seams
 from app.worker.app import create_worker_app, instance_id
@@ -145,3 +147,18 @@ def test_a_drained_buffer_ends_the_consumer_thread_s_fetch_wait_at_once() -> Non
         thread_loop.call_soon_threadsafe(thread_loop.stop)
         runner.join(2)
         thread_loop.close()
+
+
+def test_the_store_encodes_calls_as_the_table_s_changelog_topic_does(tmp_path: Path) -> None:
+    app = create_worker_app(Settings(worker_data_dir=tmp_path, worker_store="memory://"))
+    changelog = app.tables[CALLS_TABLE].changelog_topic
+    call_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    teams = {"7c9e6679-7425-40de-944b-e07fc1f90ae7": {
+        "status": "received", "history": [{"status": "received", "at": "2026-01-01T00:00:00Z"}],
+        "attempt": 1, "jobId": None, "call": {"duration": 12.5, "outgoing": True}}}
+    store = faust_seams.CallStore
+    assert store.encode_key(call_id) == changelog.prepare_key(call_id, None)[0]
+    assert store.encode_value(teams) == changelog.prepare_value(teams, None)[0]
+    assert store.decode_value(store.encode_value(teams)) == teams
+    table_store: Any = app.tables[CALLS_TABLE]
+    assert table_store.data._decode_value(store.encode_value(teams)) == teams
