@@ -120,6 +120,11 @@ def parse_args() -> argparse.Namespace:
     args.saturation_seconds = 8 if args.quick else 20
     args.e2e_seconds = 5 if args.quick else 15
     args.raw_records = 30_000 if args.quick else 200_000
+    if args.phases != "all":
+        unknown = sorted(set(args.phases.split(",")) - set(STEPS))
+        if unknown:
+            p.error(f"--phases: unknown {', '.join(map(repr, unknown))}; the phases are "
+                    + ", ".join(map(repr, STEPS)))
     args.kafka_port = free_port()
     args.kafka_controller_port = free_port()
     return args

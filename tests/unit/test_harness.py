@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -127,3 +128,11 @@ def test_secured_broker_settings_come_from_its_client_env(tmp_path: Path) -> Non
     assert harness.without_kafka_settings({"KAFKA_X": "1", "VOIX_Y": "2"}) == {"VOIX_Y": "2"}
     with pytest.raises(AssertionError):
         harness.PrivateBroker(1, tmp_path, security="kerberos")
+
+
+def test_bench_refuses_a_phase_it_does_not_have() -> None:
+    # A mistyped phase used to run nothing and say nothing.
+    got = subprocess.run([sys.executable, "bench/run.py", "--phases", "edge,burts"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2
+    assert "unknown 'burts'" in got.stderr and "'burst'" in got.stderr
