@@ -11,7 +11,7 @@ import time
 from tqdm import tqdm
 
 from bench.harness import BENCH, PY, Bench, log, metrics_or_empty, run_json
-from bench.measure import latency, metrics_excerpt, rss_mib, topic_end_total
+from bench.measure import CpuMeter, latency, metrics_excerpt, rss_mib, topic_end_total
 from tests.harness import free_port, http_get, wait_http
 
 
@@ -154,12 +154,14 @@ def saturated(bench: Bench) -> None:
 
 
 def end_to_end(bench: Bench) -> None:
-    """bench/e2e.py at half of the edge's best rate (the target), then at half of what the
-    workers merged per second (where the worker is not the limit)."""
+    """bench/e2e.py at half of the edge's best rate alone, at half of what the workers merged
+    per second beside the saturated edge (the stack's sustained rate: the target), and at a
+    tenth of that (light load: the pipeline's own latency, with the cores mostly idle)."""
     best = max(r["accepted_per_s"] for r in bench.results["edge"])
     e2e_at(bench, "e2e", best / 2)
     merges = bench.results["saturated"]["merges_per_s_overall"]
     e2e_at(bench, "e2e_worker_half", merges / 2)
+    e2e_at(bench, "e2e_light", merges / 10)
 
 
 def e2e_at(bench: Bench, key: str, rate: float) -> None:
@@ -167,12 +169,18 @@ def e2e_at(bench: Bench, key: str, rate: float) -> None:
     if waited > 1:
         log(f"waited {waited:.0f}s for the workers to catch up before measuring")
     rate = max(rate, 10.0)
+    meter = CpuMeter.start(bench.cpu_groups(), children_role="driver")
+    started = time.monotonic()
     res = run_json(
         [PY, str(BENCH / "e2e.py"), "--url", f"http://127.0.0.1:{bench.stack_port}",
          "--key", bench.key, "--bootstrap", bench.bootstrap, "--jobs-topic", jobs_topic(bench),
          "--rate", f"{rate:.1f}", "--seconds", str(bench.args.e2e_seconds),
          "--tag", secrets.token_hex(4), "--drain-timeout", "120"])
+    # The driver's CPU shows once it has exited; its drain wait is in the wall time too, so
+    # the figures are a little low for every role alike.
+    res["cores_used"] = meter.cores_used(time.monotonic() - started)
     bench.results[key] = res
+    log(f"cores {res['cores_used']}")
     log(f"end-to-end at {res['achieved_rate']:.0f}/s (target {rate:.0f}): p50 "
         f"{res['e2e_ms']['p50']} ms, p99 {res['e2e_ms']['p99']} ms, "
         f"{res['jobs_matched']}/{res['accepted']} jobs")

@@ -108,6 +108,14 @@ def ratios(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _cores(cores: dict[str, float] | None) -> str:
+    """'worker 0.72, edge 0.43, ...' (total 1.89); '-' where a run did not measure them."""
+    if not cores:
+        return "-"
+    return (", ".join(f"{role} {used:.2f}" for role, used in cores.items())
+            + f" (total {sum(cores.values()):.2f})")
+
+
 def _prose(text: str) -> str:
     return " ".join(text.split())
 
@@ -172,10 +180,16 @@ def why_missed(res: dict[str, Any]) -> list[str]:
             text += (f" At half of what the workers merged per second beside the saturated "
                      f"edge, POST→job was p50 {job['p50']:.0f} ms, p99 {job['p99']:.0f} ms; "
                      f"the POST alone (until its 202) p50 {post['p50']:.0f} ms, p99 "
-                     f"{post['p99']:.0f} ms. The driver, the edge processes, the workers and "
+                     f"{post['p99']:.0f} ms; cores busy: {_cores(at_stack.get('cores_used'))}."
+                     " The driver, the edge processes, the workers and "
                      "the broker share the 2 cores, so each hop (the acks=all write, the "
                      "worker's fetch, its batch and its acks=all job write, the driver's "
                      "fetch) waits for a core as well as for the network.")
+        light = res.get("e2e_light")
+        if light and light["e2e_ms"]["p99"] is not None:
+            text += (f" At a tenth of that rate ({light['achieved_rate']:.0f}/s, the cores "
+                     f"mostly idle) POST→job was p50 {light['e2e_ms']['p50']:.0f} ms, p99 "
+                     f"{light['e2e_ms']['p99']:.0f} ms.")
         edge_half = res.get("e2e")
         if edge_half and edge_half["e2e_ms"]["p99"] is not None:
             post, job = edge_half["post_ms"], edge_half["e2e_ms"]
@@ -229,7 +243,8 @@ def plot(res: dict[str, Any], path: Path) -> None:
                         (r["accepted_per_s"], r["latency_us"]["p99"] / 1000),
                         textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
     for key, what, color in (("e2e", "half the edge's best rate", "tab:red"),
-                             ("e2e_worker_half", "half the worker's rate", "tab:green")):
+                             ("e2e_worker_half", "half the worker's rate", "tab:green"),
+                             ("e2e_light", "a tenth of the worker's rate", "tab:olive")):
         e2e = res.get(key)
         if not e2e or e2e["e2e_ms"]["p99"] is None:
             continue
@@ -331,14 +346,17 @@ def markdown(res: dict[str, Any], machine: dict[str, Any], png: str) -> str:
                   "edge's best rate alone, then half of the workers' merge rate beside the "
                   "saturated edge: the stack's sustained rate, the target) and times each "
                   "from the start of its POST to the arrival of "
-                  "its job on transcription.jobs. The driver itself uses CPU on the same "
-                  "2 cores.", "",
+                  "its job on transcription.jobs; then once more at a tenth of the workers' "
+                  "rate, with the cores mostly idle. The driver itself uses CPU on the same "
+                  "2 cores (cores: CPU seconds per second of each role while the driver ran, "
+                  "from /proc).", "",
                   "| rate | achieved | accepted | jobs matched | POST p50 / p99 ms | "
-                  "POST→job p50 / p99 / max ms |", "|---|---|---|---|---|---|",
+                  "POST→job p50 / p99 / max ms | cores |", "|---|---|---|---|---|---|---|",
                   ]
         rates: list[tuple[str, dict[str, Any] | None]] = [
             ("half of the edge's best rate alone", e2e),
-            ("half of the workers' merge rate (the target)", res.get("e2e_worker_half"))]
+            ("half of the workers' merge rate (the target)", res.get("e2e_worker_half")),
+            ("a tenth of the workers' merge rate (light load)", res.get("e2e_light"))]
         for label, got in rates:
             if got is None:
                 continue
@@ -346,7 +364,7 @@ def markdown(res: dict[str, Any], machine: dict[str, Any], png: str) -> str:
                 f"| {label}: {got['target_rate']:.0f}/s | {got['achieved_rate']:.0f}/s | "
                 f"{got['accepted']} | {got['jobs_matched']} | {got['post_ms']['p50']} / "
                 f"{got['post_ms']['p99']} | {got['e2e_ms']['p50']} / {got['e2e_ms']['p99']} "
-                f"/ {got['e2e_ms']['max']} |")
+                f"/ {got['e2e_ms']['max']} | {_cores(got.get('cores_used'))} |")
     drain = res.get("drain")
     if drain:
         names = {"raw": "raw aiokafka loop, the same merge in a dict (no durable state)",
