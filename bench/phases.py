@@ -156,7 +156,7 @@ def saturated(bench: Bench) -> None:
 def end_to_end(bench: Bench) -> None:
     """bench/e2e.py at half of the edge's best rate alone, at half of what the workers merged
     per second beside the saturated edge (the stack's sustained rate: the target), and at a
-    tenth of that (light load: the pipeline's own latency, with the cores mostly idle)."""
+    tenth of that (light load)."""
     best = max(r["accepted_per_s"] for r in bench.results["edge"])
     e2e_at(bench, "e2e", best / 2)
     merges = bench.results["saturated"]["merges_per_s_overall"]

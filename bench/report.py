@@ -187,8 +187,9 @@ def why_missed(res: dict[str, Any]) -> list[str]:
                      "fetch) waits for a core as well as for the network.")
         light = res.get("e2e_light")
         if light and light["e2e_ms"]["p99"] is not None:
-            text += (f" At a tenth of that rate ({light['achieved_rate']:.0f}/s, the cores "
-                     f"mostly idle) POST→job was p50 {light['e2e_ms']['p50']:.0f} ms, p99 "
+            text += (f" At a tenth of that rate ({light['achieved_rate']:.0f}/s; cores busy: "
+                     f"{_cores(light.get('cores_used'))}) POST→job was p50 "
+                     f"{light['e2e_ms']['p50']:.0f} ms, p99 "
                      f"{light['e2e_ms']['p99']:.0f} ms.")
         edge_half = res.get("e2e")
         if edge_half and edge_half["e2e_ms"]["p99"] is not None:
@@ -347,7 +348,7 @@ def markdown(res: dict[str, Any], machine: dict[str, Any], png: str) -> str:
                   "saturated edge: the stack's sustained rate, the target) and times each "
                   "from the start of its POST to the arrival of "
                   "its job on transcription.jobs; then once more at a tenth of the workers' "
-                  "rate, with the cores mostly idle. The driver itself uses CPU on the same "
+                  "rate (light load). The driver itself uses CPU on the same "
                   "2 cores (cores: CPU seconds per second of each role while the driver ran, "
                   "from /proc).", "",
                   "| rate | achieved | accepted | jobs matched | POST p50 / p99 ms | "
