@@ -62,3 +62,23 @@ def test_paths_are_registered_once(worker: tuple[Any, TestClient]) -> None:
     app, _ = worker
     paths = [r.canonical for r in app.web.web_app.router.resources()]
     assert paths.count("/healthz") == 1 and paths.count("/readyz") == 1
+
+
+async def test_faust_views_that_would_leak_tenant_data_are_not_served() -> None:
+    # Faust's /table/<name>/<key>/ answers any table row without a key (issue 9's leak);
+    # /router/ and /graph/ show the topology. Only our own pages may be on the worker's port.
+    app = create_worker_app(Settings(worker_store="memory://",
+                                     worker_id=f"unit-views-{uuid.uuid4().hex[:8]}"))
+    assert app.conf.web_bind == "127.0.0.1"
+    app.web.init_server()  # what the worker does when its web server starts: the blueprints
+    served = {r.canonical for r in app.web.web_app.router.resources()}  # type: ignore[attr-defined]
+    assert served == {"/", "/calls/{call_id}", "/healthz", "/metrics", "/readyz"}
+    client = TestClient(TestServer(app.web.web_app))  # type: ignore[attr-defined]
+    await client.start_server()
+    try:
+        for path in ("/table/calls/", "/table/calls/some-call/", "/router/", "/graph/"):
+            assert (await client.get(path)).status == 404, path
+        index = await client.get("/")
+        assert "table" not in (await index.text()).lower()
+    finally:
+        await client.close()
