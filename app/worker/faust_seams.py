@@ -32,6 +32,8 @@ re-read each seam against the new source before changing the pins. The seams:
    conductor, without four asyncio tasks per record, and a fetch that does not sleep a second
    after a full stream buffer drains (aiokafka's `Fetcher._fetch_waiters`; section "Handing
    records on" below).
+11. `_IdempotentProducer._settings_extra`: the extra settings Faust gives its aiokafka
+   producer (idempotence only in transactions); ours always has acks=all and idempotence.
 
 ## Rebalances
 
@@ -721,8 +723,19 @@ async def finish_waiting(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -
     return await _resume(coroutine, waiting_on)
 
 
+class _IdempotentProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    """Faust's producer, idempotent always: Faust asks for idempotence only inside
+    transactions (exactly_once), so a send retried after a lost acknowledgement could write a
+    job or changelog record twice, or out of order behind a later one."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra: Mapping[str, Any] = super()._settings_extra()
+        return {**extra, "acks": "all", "enable_idempotence": True}
+
+
 class RebalanceSafeTransport(faust_aiokafka.Transport):  # type: ignore[misc]
-    """Faust's aiokafka transport with the three rebalance fixes above and the lean
-    drain loop."""
+    """Faust's aiokafka transport with the three rebalance fixes above, the lean drain loop
+    and an idempotent producer."""
 
     Consumer: ClassVar[Any] = _Consumer
+    Producer: ClassVar[Any] = _IdempotentProducer

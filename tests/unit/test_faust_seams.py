@@ -10,10 +10,11 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from faust.transport import consumer as faust_consumer
+from faust.types.enums import ProcessingGuarantee
 
 from app.contracts.topics import CALLS_TABLE
 from app.settings import Settings
@@ -162,3 +163,17 @@ def test_the_store_encodes_calls_as_the_table_s_changelog_topic_does(tmp_path: P
     assert store.decode_value(store.encode_value(teams)) == teams
     table_store: Any = app.tables[CALLS_TABLE]
     assert table_store.data._decode_value(store.encode_value(teams)) == teams
+
+
+async def test_the_worker_s_producer_is_idempotent_without_transactions(tmp_path: Path) -> None:
+    # Faust turns idempotence on only for exactly_once; the worker runs at_least_once.
+    app = create_worker_app(Settings(worker_store="memory://", worker_id="unit-idempotent",
+                                     worker_data_dir=tmp_path))
+    assert cast(Any, app.conf).processing_guarantee is ProcessingGuarantee.AT_LEAST_ONCE
+    producer = cast(Any, app.producer)._new_producer()
+    try:
+        assert producer._txn_manager is not None, "aiokafka's idempotent producer state"
+        assert producer._txn_manager.transactional_id is None  # idempotent, not transactional
+        assert producer._sender._acks == -1
+    finally:
+        await producer.stop()
